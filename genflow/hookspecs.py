@@ -1,0 +1,107 @@
+"""Every pluggy hook genflow calls. Plugins implement them with ``@genflow.hookimpl``.
+
+Registration hooks return lists of :class:`genflow.registry.Component`; each component names an
+attrs config class and a ``build`` factory called with keyword arguments, per kind:
+
+============  ===================================================  ===================
+kind          ``build(config, ...)``                               returns
+============  ===================================================  ===================
+path          ``build(config)``                                    ``Path``
+derivative    ``build(config)``                                    ``Derivative``
+backbone      ``build(config, spec=DataSpec)``                     ``Backbone``
+objective     ``build(config, path=Path, derivative=Derivative)``  ``Objective``
+sampler       ``build(config, path=Path)``                         ``Sampler``
+dataset       ``build(config, cache_dir=pathlib.Path)``            ``Dataset``
+autoencoder   ``build(config)``                                    autoencoder
+metric        ``build(config)``                                    ``Metric``
+============  ===================================================  ===================
+
+Lifecycle hooks are called by the trainer with keyword arguments, on every rank, never inside a
+forward or backward pass.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from genflow.registry import Component
+
+PROJECT = "genflow"
+hookspec = pluggy.HookspecMarker(PROJECT)
+
+
+@hookspec
+def genflow_paths() -> list[Component]:
+    """Interpolation paths (``Path``)."""
+    raise NotImplementedError
+
+
+@hookspec
+def genflow_derivatives() -> list[Component]:
+    """Time-derivative providers (``Derivative``)."""
+    raise NotImplementedError
+
+
+@hookspec
+def genflow_backbones() -> list[Component]:
+    """Networks ``F_theta(x_t, t, r, cond)`` (``Backbone``)."""
+    raise NotImplementedError
+
+
+@hookspec
+def genflow_objectives() -> list[Component]:
+    """Training objectives (``Objective``)."""
+    raise NotImplementedError
+
+
+@hookspec
+def genflow_samplers() -> list[Component]:
+    """Samplers (``Sampler``)."""
+    raise NotImplementedError
+
+
+@hookspec
+def genflow_datasets() -> list[Component]:
+    """Datasets and latent stores (``Dataset``)."""
+    raise NotImplementedError
+
+
+@hookspec
+def genflow_autoencoders() -> list[Component]:
+    """Autoencoders that map images to latents for ``genflow prepare``."""
+    raise NotImplementedError
+
+
+@hookspec
+def genflow_metrics() -> list[Component]:
+    """Evaluation metrics (``Metric``)."""
+    raise NotImplementedError
+
+
+@hookspec
+def genflow_configure(config: Any) -> None:
+    """Called once with the resolved run config, before anything is built. Raise
+    ``genflow.errors.ConfigError`` to reject a combination."""
+
+
+@hookspec
+def genflow_train_start(config: Any, run_dir: Any, step: int) -> None:
+    """Training is about to run its first (or resumed) step."""
+
+
+@hookspec
+def genflow_train_step_end(step: int, logs: dict[str, float]) -> None:
+    """A training step finished; ``logs`` holds its scalars."""
+
+
+@hookspec
+def genflow_checkpoint_saved(step: int, path: Any) -> None:
+    """A checkpoint was written completely to ``path``."""
+
+
+@hookspec
+def genflow_train_end(step: int, run_dir: Any) -> None:
+    """Training finished normally."""

@@ -1,0 +1,300 @@
+"""The abstract interfaces every genflow plugin implements.
+
+Conventions (TIM.md section 1): ``t = 0`` is data, ``t = 1`` is noise; per-sample times are 1-D
+tensors of shape ``(N,)``; data tensors are ``(N, D)`` (low-dimensional) or ``(N, C, H, W)``.
+The core never imports a plugin: it only talks to these classes.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, Protocol
+
+import attrs
+import torch
+from torch import Tensor, nn
+
+
+def expand_like(t: Tensor, x: Tensor) -> Tensor:
+    """Reshape per-sample ``t`` of shape ``(N,)`` to broadcast against ``x`` of shape ``(N, ...)``."""
+    return t.reshape(t.shape[0], *([1] * (x.dim() - 1))).to(x.dtype)
+
+
+# --------------------------------------------------------------------------------------------
+# Conditioning and batches
+# --------------------------------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class Condition:
+    """What a sample is conditioned on; every field is optional and batch-first.
+
+    ``labels``: ``(N,)`` int64 class ids, where ``num_classes`` (the null class) means
+    "unconditional" for classifier-free guidance. ``text``: ``(N, L, D)`` encoder states or
+    ``(N, L)`` token ids; ``text_mask``: ``(N, L)`` bool, True on real tokens.
+    """
+
+    labels: Tensor | None = None
+    text: Tensor | None = None
+    text_mask: Tensor | None = None
+
+    def _map(self, fn: Callable[[Tensor], Tensor]) -> Condition:
+        return Condition(**{k: None if v is None else fn(v) for k, v in attrs.asdict(self, recurse=False).items()})
+
+    def index(self, rows: Tensor) -> Condition:
+        """Rows selected by a bool mask or an index tensor."""
+        return self._map(lambda v: v[rows])
+
+    def tile(self, k: int) -> Condition:
+        """The batch repeated ``k`` times along dim 0 (``[c, c, ..., c]``), for batched passes."""
+        return self._map(lambda v: torch.cat([v] * k, dim=0))
+
+    def to(self, device: torch.device | str) -> Condition:
+        return self._map(lambda v: v.to(device))
+
+    @staticmethod
+    def cat(conds: Sequence[Condition]) -> Condition:
+        """Concatenate conditions with identical fields along dim 0."""
+        first = attrs.asdict(conds[0], recurse=False)
+        return Condition(
+            **{
+                k: None if v is None else torch.cat([getattr(c, k) for c in conds], dim=0)
+                for k, v in first.items()
+            }
+        )
+
+
+@attrs.frozen(kw_only=True)
+class Batch:
+    """One training batch: data ``x`` (``(N, ...)``) and its condition."""
+
+    x: Tensor
+    cond: Condition = Condition()
+
+
+@attrs.frozen(kw_only=True)
+class DataSpec:
+    """What a backbone must know about the data it models.
+
+    ``shape`` is one sample's shape: ``(D,)`` or ``(C, H, W)``. ``num_classes`` is 0 when the
+    data is unlabelled. ``text`` is True when batches carry captions.
+    """
+
+    shape: tuple[int, ...]
+    num_classes: int = 0
+    text: bool = False
+
+    @property
+    def is_image(self) -> bool:
+        return len(self.shape) == 3
+
+
+# --------------------------------------------------------------------------------------------
+# Path
+# --------------------------------------------------------------------------------------------
+
+
+class Path(abc.ABC):
+    """An interpolant ``x_t = alpha_t x + sigma_t z`` (TIM.md section 1).
+
+    ``t_max`` is the noise end of the time interval (1 for the linear path, pi/2 for TrigFlow).
+    The transition ``x_r = A_{t,r} x_t + B_{t,r} F`` (TIM.md section 2) is part of the path.
+    """
+
+    t_max: float = 1.0
+
+    @abc.abstractmethod
+    def alpha(self, t: Tensor) -> Tensor: ...
+
+    @abc.abstractmethod
+    def sigma(self, t: Tensor) -> Tensor: ...
+
+    @abc.abstractmethod
+    def d_alpha(self, t: Tensor) -> Tensor: ...
+
+    @abc.abstractmethod
+    def d_sigma(self, t: Tensor) -> Tensor: ...
+
+    @abc.abstractmethod
+    def transition_coefficients(self, t: Tensor, r: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``(A_{t,r}, B_{t,r}, dB/dt)`` of the transition ``x_r = A x_t + B F``."""
+
+    def interpolate(self, x: Tensor, z: Tensor, t: Tensor) -> Tensor:
+        """``x_t = alpha_t x + sigma_t z``."""
+        return expand_like(self.alpha(t), x) * x + expand_like(self.sigma(t), x) * z
+
+    def velocity(self, x: Tensor, z: Tensor, t: Tensor) -> Tensor:
+        """Conditional velocity ``v_t = alpha_t' x + sigma_t' z``."""
+        return expand_like(self.d_alpha(t), x) * x + expand_like(self.d_sigma(t), x) * z
+
+    def transition(self, x_t: Tensor, F: Tensor, t: Tensor, r: Tensor) -> Tensor:
+        """Apply one transition step ``x_r = A_{t,r} x_t + B_{t,r} F`` (TIM.md section 2)."""
+        A, B, _ = self.transition_coefficients(t, r)
+        return expand_like(A, x_t) * x_t + expand_like(B, x_t) * F
+
+
+# --------------------------------------------------------------------------------------------
+# Backbone
+# --------------------------------------------------------------------------------------------
+
+
+class Backbone(nn.Module, abc.ABC):
+    """The network ``F_theta(x_t, t, r, cond)``; its output is shaped like ``x_t``.
+
+    Subclasses build their parameters so they can be created on the meta device and then
+    materialised with ``to_empty`` + ``init_weights()``.
+    """
+
+    #: True when ``torch.func.jvp`` can differentiate ``forward`` (forward-mode AD everywhere).
+    supports_jvp: bool = True
+
+    @abc.abstractmethod
+    def forward(self, x_t: Tensor, t: Tensor, r: Tensor, cond: Condition) -> Tensor:
+        """``x_t``: ``(N, ...)``; ``t``, ``r``: ``(N,)`` with ``t >= r``; returns ``(N, ...)``."""
+
+    @abc.abstractmethod
+    def init_weights(self) -> None:
+        """(Re-)initialise every parameter and buffer in place (after ``to_empty``)."""
+
+    def fsdp_units(self) -> list[nn.Module]:
+        """Sub-modules to shard one by one with FSDP2 (e.g. transformer blocks); root last."""
+        return []
+
+
+# --------------------------------------------------------------------------------------------
+# Derivative providers
+# --------------------------------------------------------------------------------------------
+
+
+class TimeFunction(Protocol):
+    """``fn(x, t) -> F`` with ``r`` and the condition closed over.
+
+    It must accept a batch that is ``k`` copies of the original batch concatenated along dim 0
+    (``x``: ``(k N, ...)``, ``t``: ``(k N,)``), so derivative providers can run several
+    evaluations as one batched call.
+    """
+
+    def __call__(self, x: Tensor, t: Tensor) -> Tensor: ...
+
+
+class Derivative(abc.ABC):
+    """Computes ``dF/dt``, the total derivative of ``fn(x(t), t)`` along ``(dx_dt, 1)``.
+
+    Called under no-grad semantics: the result is detached. ``t_min`` (per row) and ``t_max``
+    bound the times at which ``fn`` may be evaluated (``fn`` is defined for ``r <= t <= t_max``).
+    """
+
+    #: False when the provider needs forward-mode AD through the backbone (``jvp``).
+    forward_only: bool = True
+
+    @abc.abstractmethod
+    def time_derivative(
+        self,
+        fn: TimeFunction,
+        x_t: Tensor,
+        t: Tensor,
+        dx_dt: Tensor,
+        *,
+        t_min: Tensor | None = None,
+        t_max: float = 1.0,
+    ) -> Tensor:
+        """Return ``dF/dt`` shaped like ``x_t`` (detached)."""
+
+    def check_backbone(self, backbone: Backbone, *, distributed: bool) -> None:  # noqa: B027
+        """Raise ``GenflowError`` before training when this provider cannot run on ``backbone``."""
+
+
+# --------------------------------------------------------------------------------------------
+# Objective
+# --------------------------------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class ObjectiveOutput:
+    """``loss``: scalar to back-propagate; ``per_sample``: ``(N,)`` unweighted losses (detached);
+    ``logs``: scalar tensors for logging (detached)."""
+
+    loss: Tensor
+    per_sample: Tensor
+    logs: Mapping[str, Tensor] = attrs.field(factory=dict)
+
+
+class Objective(abc.ABC):
+    """A training objective: owns time sampling, noising, targets and weighting."""
+
+    @abc.abstractmethod
+    def loss(self, backbone: Backbone, batch: Batch, *, generator: torch.Generator) -> ObjectiveOutput:
+        """Compute the loss of ``backbone`` on ``batch``; all randomness comes from ``generator``."""
+
+    def check_backbone(self, backbone: Backbone, *, distributed: bool) -> None:  # noqa: B027
+        """Raise ``GenflowError`` before training when this objective cannot train ``backbone``."""
+
+
+# --------------------------------------------------------------------------------------------
+# Sampler
+# --------------------------------------------------------------------------------------------
+
+
+class Sampler(abc.ABC):
+    """Maps noise at ``t = t_max`` to data at ``t = 0``. Pure: no hidden state between calls."""
+
+    @abc.abstractmethod
+    def sample(
+        self,
+        backbone: Backbone,
+        noise: Tensor,
+        cond: Condition,
+        *,
+        steps: int,
+        guidance: float = 1.0,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """``noise``: ``(N, ...)``; ``steps``: number of network evaluations per guidance branch;
+        ``guidance`` 1.0 means off. Returns samples shaped like ``noise``."""
+
+
+# --------------------------------------------------------------------------------------------
+# Datasets, autoencoders, metrics
+# --------------------------------------------------------------------------------------------
+
+
+class BatchLoader(abc.ABC):
+    """A stateful, rank-sharded iterator of batches that can resume exactly."""
+
+    @abc.abstractmethod
+    def __iter__(self) -> Iterator[Batch]: ...
+
+    @abc.abstractmethod
+    def state_dict(self) -> dict[str, Any]: ...
+
+    @abc.abstractmethod
+    def load_state_dict(self, state: Mapping[str, Any]) -> None: ...
+
+
+class Dataset(abc.ABC):
+    """A source of training data and of reference samples for metrics."""
+
+    spec: DataSpec
+
+    @abc.abstractmethod
+    def loader(self, *, batch_size: int, rank: int, world_size: int, seed: int) -> BatchLoader:
+        """A loader yielding per-rank batches of ``batch_size`` samples."""
+
+    @abc.abstractmethod
+    def reference(self, n: int, *, seed: int) -> Batch:
+        """``n`` real samples (with their conditions), reproducible from ``seed``."""
+
+    def decode(self, x: Tensor) -> Tensor:
+        """Map model space back to data space (pixels in [-1, 1] for images). Identity by default."""
+        return x
+
+
+class Metric(abc.ABC):
+    """A quality metric between generated and reference samples; lower is better unless
+    ``higher_is_better``."""
+
+    higher_is_better: bool = False
+
+    @abc.abstractmethod
+    def __call__(self, samples: Batch, dataset: Dataset) -> float: ...

@@ -1,0 +1,30 @@
+"""The linear (optimal-transport) path ``x_t = (1 - t) x + t z`` (TIM.md section 1)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from genflow.interfaces import Path
+
+
+class LinearPath(Path):
+    """``alpha_t = 1 - t``, ``sigma_t = t``; transition ``x_r = x_t - (t - r) F`` (TIM.md section 2)."""
+
+    t_max = 1.0
+
+    def alpha(self, t: Tensor) -> Tensor:
+        return 1 - t
+
+    def sigma(self, t: Tensor) -> Tensor:
+        return t
+
+    def d_alpha(self, t: Tensor) -> Tensor:
+        return -torch.ones_like(t)
+
+    def d_sigma(self, t: Tensor) -> Tensor:
+        return torch.ones_like(t)
+
+    def transition_coefficients(self, t: Tensor, r: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        # A = 1, B = -(t - r), dB/dt = -1
+        return torch.ones_like(t), -(t - r), -torch.ones_like(t)
