@@ -1,0 +1,1 @@
+"""Data: built-in datasets, zarr latent stores, loaders."""
