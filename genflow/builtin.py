@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from genflow.data import autoencoders
+from genflow.data.dataset import ShapesDatasetConfig, StoreConfig, build_shapes, build_store
 from genflow.data.toy2d import Toy2D, Toy2DConfig
 from genflow.plugins import hookimpl
 from genflow.registry import Component
@@ -17,4 +19,23 @@ def genflow_datasets() -> list[Component]:
             description="2-D Gaussian mixtures, checkerboard, rings (seeded, exact)",
             defaults={"backbone": "mlp"},
         ),
+        Component(
+            name="shapes",
+            config=ShapesDatasetConfig,
+            build=build_shapes,
+            description="procedural coloured shapes with exact labels and captions (prepared on first use)",
+            defaults={"backbone": "unet"},
+        ),
+        Component(
+            name="store",
+            config=StoreConfig,
+            build=build_store,
+            description="a latent store written by genflow prepare (path, memory://, zip::, s3://)",
+            defaults={"backbone": "tim-dit"},
+        ),
     ]
+
+
+@hookimpl
+def genflow_autoencoders() -> list[Component]:
+    return autoencoders.components()

@@ -1,0 +1,290 @@
+"""The ``genflow`` command: train, sample, eval, prepare, plugins, config, model-info."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pathlib
+import sys
+import time
+from collections.abc import Sequence
+
+from genflow.errors import GenflowError
+
+SELECTORS = ("objective", "derivative", "backbone", "sampler", "path")
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse that raises ``GenflowError`` (one line, exit 2) instead of printing usage."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise GenflowError(f"{self.prog}: {message} (see '{self.prog} --help')")
+
+
+# ------------------------------------------------------------------------------------------------
+# argument groups
+# ------------------------------------------------------------------------------------------------
+
+
+def _add_plugin_options(parser: argparse.ArgumentParser, dest: str = "plugin_options") -> None:
+    parser.add_argument("-p", dest=dest, action="append", default=[], metavar="no:NAME",
+                        help="block a plugin by name (repeatable), e.g. -p no:genflow_tim")
+
+
+def _add_config_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="a TOML config file or a preset name (see configs/)")
+    for slot in SELECTORS:
+        parser.add_argument(f"--{slot}", help=f"select the {slot} by registered name")
+    parser.add_argument("--data", metavar="NAME_OR_URL", help="a registered dataset or a store URL / path")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                        help="dotted overrides parsed as TOML literals, e.g. train.steps=100 objective.adaptive=false")
+
+
+def _blocked(args: argparse.Namespace) -> list[str]:
+    names = []
+    for option in [*args.global_plugin_options, *args.plugin_options]:
+        if not option.startswith("no:") or not option[3:]:
+            raise GenflowError(f"-p {option}: expected -p no:NAME to block the plugin NAME")
+        names.append(option[3:])
+    return names
+
+
+def _manager(args: argparse.Namespace):  # noqa: ANN202
+    from genflow.plugins import PluginManager, report_warnings
+
+    manager = PluginManager(blocked=_blocked(args))
+    report_warnings(manager)
+    return manager
+
+
+def _selectors(args: argparse.Namespace, manager) -> tuple[dict[str, str | None], list[str]]:  # noqa: ANN001
+    """Selector flags; ``--data`` is a dataset name, else a store URL / path for ``store``."""
+    from genflow.errors import allowed
+
+    selectors: dict[str, str | None] = {slot: getattr(args, slot) for slot in SELECTORS}
+    extra: list[str] = []
+    data = args.data
+    if data is not None:
+        if data in manager.components["dataset"]:
+            selectors["data"] = data
+        elif "://" in data or os.sep in data or data.endswith(".zarr") or os.path.exists(data):
+            selectors["data"] = "store"
+            extra.append(f"data.url={_toml_string(data)}")
+        else:
+            raise GenflowError(f"--data '{data}': unknown dataset; registered: "
+                               f"{allowed(manager.names('dataset'))}, or give a store URL / path")
+    return selectors, extra
+
+
+def _toml_string(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _load_config(args: argparse.Namespace, manager, base: str | None = None):  # noqa: ANN001, ANN202
+    from genflow import config as cfg
+
+    selectors, extra = _selectors(args, manager)
+    return cfg.load(manager, config_file=args.config or base, selectors=selectors,
+                    overrides=[*extra, *args.overrides])
+
+
+# ------------------------------------------------------------------------------------------------
+# commands
+# ------------------------------------------------------------------------------------------------
+
+
+def _default_run_dir(objective: str) -> pathlib.Path:
+    return pathlib.Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{objective}"
+
+
+def _check_run_dir(run_dir: pathlib.Path, resume: bool) -> None:
+    from genflow.train.checkpoint import list_checkpoints
+
+    if run_dir.exists() and not run_dir.is_dir():
+        raise GenflowError(f"--run-dir '{run_dir}' exists and is not a folder; choose another path")
+    if not resume and run_dir.is_dir() and (list_checkpoints(run_dir) or (run_dir / "config.toml").exists()):
+        raise GenflowError(f"run folder '{run_dir}' already holds a run; pass --resume to continue it "
+                           "or choose another --run-dir")
+    if resume and not (run_dir / "config.toml").is_file():
+        raise GenflowError(f"--resume: '{run_dir}' holds no run (no config.toml); start one without --resume")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    if args.nproc and args.nproc > 1 and "WORLD_SIZE" not in os.environ:
+        return _relaunch_with_torchrun(args.nproc)
+    manager = _manager(args)
+    if args.resume and args.run_dir is None:
+        raise GenflowError("--resume needs --run-dir DIR (the run to continue)")
+    run_dir = pathlib.Path(args.run_dir) if args.run_dir else None
+    if run_dir is not None:
+        _check_run_dir(run_dir, args.resume)
+    base = str(run_dir / "config.toml") if args.resume and run_dir is not None else None
+    config = _load_config(args, manager, base=base if args.config is None else None)
+    run_dir = run_dir or _default_run_dir(config.objective.name)
+    if args.dry_run:
+        from genflow.config import to_toml
+
+        print(to_toml(config), end="")
+        return 0
+    from genflow.train.trainer import Trainer
+
+    trainer = Trainer(config, manager, run_dir, resume=args.resume, progress=not args.no_progress)
+    step = trainer.run()
+    if trainer.world.is_main:
+        print(f"genflow: trained to step {step}; run folder: {run_dir}")
+    return 0
+
+
+def _relaunch_with_torchrun(nproc: int) -> int:
+    """``genflow train --nproc N ...`` == ``torchrun --nproc_per_node N -m genflow train ...``."""
+    import subprocess
+
+    argv = [a for i, a in enumerate(sys.argv[1:]) if a != "--nproc" and sys.argv[i] != "--nproc"
+            and not a.startswith("--nproc=")]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+           "-m", "genflow", *argv]
+    return subprocess.call(cmd)
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    from genflow.config import to_toml
+
+    print(to_toml(_load_config(args, _manager(args))), end="")
+    return 0
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    manager = _manager(args)
+    print("plugins: " + ", ".join(manager.plugin_names()))
+    for kind, table in manager.components.items():
+        print(f"\n{kind}s:")
+        if not table:
+            print("  (none)")
+        for name in sorted(table):
+            entry = table[name]
+            print(f"  {name:<14} {entry.plugin:<14} {entry.component.description}")
+    return 0
+
+
+def cmd_model_info(args: argparse.Namespace) -> int:
+    from genflow.build import build_backbone
+    from genflow.interfaces import DataSpec
+
+    manager = _manager(args)
+    config = _load_config(args, manager)
+    if args.shape:
+        try:
+            shape = tuple(int(s) for s in args.shape.split(","))
+        except ValueError:
+            raise GenflowError(f"--shape '{args.shape}': expected integers like 4,32,32") from None
+        spec = DataSpec(shape=shape, num_classes=args.classes or 0)
+    else:
+        from genflow.build import build_components
+
+        spec = build_components(config, manager).spec
+    backbone = build_backbone(config, manager, spec, meta=True)
+    n_params = sum(p.numel() for p in backbone.parameters())
+    print(f"backbone: {config.backbone.name} {config.backbone.options}")
+    print(f"data: shape {spec.shape}, classes {spec.num_classes}")
+    print(f"parameters: {n_params:,} ({n_params / 1e6:.1f}M)")
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    from genflow.sampling_cli import run_sample
+
+    return run_sample(args, _manager(args))
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from genflow.eval.cli import run_eval
+
+    return run_eval(args, _manager(args))
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from genflow.data.prepare import run
+
+    return run(args, _manager(args))
+
+
+# ------------------------------------------------------------------------------------------------
+# parser
+# ------------------------------------------------------------------------------------------------
+
+
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="genflow", description=__doc__)
+    _add_plugin_options(parser, dest="global_plugin_options")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
+
+    train = sub.add_parser("train", help="train a model (default: the CPU demo)")
+    _add_plugin_options(train)
+    _add_config_options(train)
+    train.add_argument("--run-dir", help="run folder (default: runs/<time>-<objective>)")
+    train.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its latest checkpoint")
+    train.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    train.add_argument("--nproc", type=int, default=0, help="run N processes on this machine via torchrun")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.set_defaults(func=cmd_train)
+
+    config = sub.add_parser("config", help="print the resolved config as TOML")
+    _add_plugin_options(config)
+    _add_config_options(config)
+    config.set_defaults(func=cmd_config)
+
+    plugins = sub.add_parser("plugins", help="list every registered component and its plugin")
+    _add_plugin_options(plugins)
+    plugins.set_defaults(func=cmd_plugins)
+
+    info = sub.add_parser("model-info", help="parameter count of the configured backbone")
+    _add_plugin_options(info)
+    _add_config_options(info)
+    info.add_argument("--shape", help="sample shape, e.g. 4,32,32 (default: the dataset's)")
+    info.add_argument("--classes", type=int, help="number of classes with --shape (default 0)")
+    info.set_defaults(func=cmd_model_info)
+
+    from genflow.sampling_cli import add_sample_arguments
+
+    sample = sub.add_parser("sample", help="sample grids and arrays from a run")
+    _add_plugin_options(sample)
+    add_sample_arguments(sample)
+    sample.set_defaults(func=cmd_sample)
+
+    from genflow.eval.cli import add_eval_arguments
+
+    evaluate = sub.add_parser("eval", help="metrics per step count: JSON table, plot, grids")
+    _add_plugin_options(evaluate)
+    add_eval_arguments(evaluate)
+    evaluate.set_defaults(func=cmd_eval)
+
+    prepare = sub.add_parser("prepare", help="write a zarr latent store from a dataset")
+    _add_plugin_options(prepare)
+    try:
+        from genflow.data.prepare import add_arguments
+    except ImportError:  # the data package is optional while it is being built
+        pass
+    else:
+        add_arguments(prepare)
+    prepare.set_defaults(func=cmd_prepare)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help()
+            return 0
+        return int(args.func(args) or 0)
+    except GenflowError as exc:
+        print(f"genflow: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("genflow: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,105 @@
+"""A strict cattrs converter: unknown keys and wrong types fail with the dotted path and what is allowed."""
+
+from __future__ import annotations
+
+import typing
+from typing import Any
+
+import attrs
+import cattrs
+from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
+
+from genflow.errors import ConfigError, allowed
+
+
+def _type_name(tp: Any) -> str:
+    if typing.get_origin(tp) is typing.Literal:
+        return "one of " + ", ".join(repr(v) for v in typing.get_args(tp))
+    return getattr(tp, "__name__", str(tp))
+
+
+def _strict_bool(value: Any, _: type) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"expected true or false, got {value!r}")
+    return value
+
+
+def _strict_int(value: Any, _: type) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"expected an integer, got {value!r}")
+    return value
+
+
+def _strict_float(value: Any, _: type) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"expected a number, got {value!r}")
+    return float(value)
+
+
+def _strict_str(value: Any, _: type) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, got {value!r}")
+    return value
+
+
+def _is_literal(tp: Any) -> bool:
+    return typing.get_origin(tp) is typing.Literal
+
+
+def _structure_literal(value: Any, tp: Any) -> Any:
+    choices = typing.get_args(tp)
+    if value not in choices or type(value) is not type(choices[0]):
+        raise TypeError(f"got {value!r}; allowed: {', '.join(repr(c) for c in choices)}")
+    return value
+
+
+def make_converter() -> cattrs.Converter:
+    """A converter that forbids unknown keys and never coerces between types."""
+    converter = cattrs.Converter(forbid_extra_keys=True)
+    converter.register_structure_hook(bool, _strict_bool)
+    converter.register_structure_hook(int, _strict_int)
+    converter.register_structure_hook(float, _strict_float)
+    converter.register_structure_hook(str, _strict_str)
+    converter.register_structure_hook_func(_is_literal, _structure_literal)
+    return converter
+
+
+CONVERTER = make_converter()
+
+
+def _first_error(exc: BaseException, path: str) -> str:
+    """Walk a cattrs exception tree to its first leaf and describe it with a dotted path."""
+    if isinstance(exc, ForbiddenExtraKeysError):
+        keys = ", ".join(f"{path}.{k}" if path else k for k in sorted(exc.extra_fields))
+        names = [f.name for f in attrs.fields(exc.cl)]
+        return f"unknown key {keys}; allowed keys here: {allowed(names)}"
+    if isinstance(exc, ClassValidationError | IterableValidationError):
+        for sub in exc.exceptions:
+            notes = getattr(sub, "__notes__", [])
+            sub_path = path
+            for note in notes:
+                if "@ attribute " in note:
+                    sub_path = f"{path}.{note.rsplit('@ attribute ', 1)[1]}".lstrip(".")
+                elif "@ index " in note:
+                    sub_path = f"{path}[{note.rsplit('@ index ', 1)[1]}]"
+            return _first_error(sub, sub_path)
+    if isinstance(exc, KeyError):
+        return f"{path}.{exc.args[0]}: missing required key"
+    return f"{path}: {exc}"
+
+
+def structure(data: Any, cls: type, path: str) -> Any:
+    """Structure ``data`` (a TOML table) into attrs class ``cls``; errors name ``path``."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a table of settings, got {data!r}")
+    try:
+        return CONVERTER.structure(data, cls)
+    except (ClassValidationError, ForbiddenExtraKeysError) as exc:
+        raise ConfigError(_first_error(exc, path)) from None
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def unstructure(obj: Any) -> Any:
+    """attrs instance -> plain TOML-ready data (tuples become lists)."""
+    return CONVERTER.unstructure(obj)

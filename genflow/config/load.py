@@ -1,0 +1,165 @@
+"""Resolve a run config: defaults < ``--config`` file < selectors < dotted overrides.
+
+A slot's settings are a TOML table with a ``name`` key (the registered component) and that
+component's options, e.g. ``[objective] name = "tim"  diffusion_ratio = 0.4``. Changing a slot's
+name with a selector drops the settings the file gave that slot.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.resources
+import pathlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import tomli_w
+import tomllib
+
+from genflow.config.convert import structure, unstructure
+from genflow.config.schema import SECTIONS, SLOT_DEFAULTS, SLOTS, RunConfig, Selection
+from genflow.errors import ConfigError, allowed
+from genflow.plugins import PluginManager
+
+PRESET_PACKAGE = "genflow_configs"
+
+
+def preset_names() -> list[str]:
+    """Names of the TOML presets shipped in ``configs/``."""
+    files = importlib.resources.files(PRESET_PACKAGE)
+    return sorted(p.name[:-5] for p in files.iterdir() if p.name.endswith(".toml"))
+
+
+def read_config_file(name_or_path: str) -> dict[str, Any]:
+    """Read a TOML file, or a shipped preset by name (``demo``, ``debug``, ...)."""
+    path = pathlib.Path(name_or_path)
+    if not path.exists() and not name_or_path.endswith(".toml") and "/" not in name_or_path:
+        preset = importlib.resources.files(PRESET_PACKAGE) / f"{name_or_path}.toml"
+        if not preset.is_file():
+            raise ConfigError(
+                f"config '{name_or_path}' is neither a file nor a preset; presets: {allowed(preset_names())}"
+            )
+        text = preset.read_text()
+    elif not path.is_file():
+        raise ConfigError(f"config file '{name_or_path}' does not exist (or is not a file)")
+    else:
+        text = path.read_text()
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file '{name_or_path}' is not valid TOML: {exc}") from None
+
+
+def parse_value(text: str) -> Any:
+    """A TOML literal (``false``, ``1e-4``, ``[1, 2]``, ``"x"``), or the bare text as a string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """``a.b.c=value`` -> (``["a", "b", "c"]``, parsed value)."""
+    key, sep, value = item.partition("=")
+    keys = key.strip().split(".")
+    if not sep or not all(k.strip() for k in keys):
+        raise ConfigError(f"override '{item}' must look like section.key=value (e.g. train.steps=100)")
+    return [k.strip() for k in keys], parse_value(value.strip())
+
+
+def _set_dotted(raw: dict[str, Any], keys: list[str], value: Any, item: str) -> None:
+    node = raw
+    for depth, key in enumerate(keys[:-1]):
+        child = node.setdefault(key, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override '{item}': {'.'.join(keys[: depth + 1])} is not a table")
+        node = child
+    node[keys[-1]] = value
+
+
+def _check_sections(raw: Mapping[str, Any]) -> None:
+    known = set(SLOTS) | set(SECTIONS)
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError(f"unknown config section '{unknown[0]}'; allowed: {allowed(known)}")
+
+
+def merge_raw(
+    file_data: Mapping[str, Any],
+    selectors: Mapping[str, str | None],
+    overrides: Sequence[str],
+) -> dict[str, Any]:
+    """Apply selectors then overrides to the file's data; returns raw (unstructured) settings."""
+    raw: dict[str, Any] = copy.deepcopy(dict(file_data))
+    for slot, name in selectors.items():
+        if name is None:
+            continue
+        current = raw.get(slot)
+        if not isinstance(current, dict) or current.get("name") != name:
+            raw[slot] = {"name": name}
+    for item in overrides:
+        keys, value = parse_override(item)
+        _set_dotted(raw, keys, value, item)
+    _check_sections(raw)
+    return raw
+
+
+def _slot_name(raw: dict[str, Any], slot: str, suggested: Mapping[str, str]) -> str:
+    table = raw.setdefault(slot, {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{slot}: expected a table of settings, got {table!r}")
+    name = table.setdefault("name", suggested.get(slot, SLOT_DEFAULTS[slot]))
+    if not isinstance(name, str):
+        raise ConfigError(f"{slot}.name: expected a string, got {name!r}")
+    return name
+
+
+def resolve(raw: Mapping[str, Any], manager: PluginManager) -> RunConfig:
+    """Structure raw settings into a ``RunConfig``: every slot's name is looked up in the registry
+    (unset ones follow the ``defaults`` of the components chosen before them)."""
+    raw = copy.deepcopy(dict(raw))
+    _check_sections(raw)
+    suggested: dict[str, str] = {}
+    fields: dict[str, Any] = {}
+    for slot, kind in SLOTS.items():
+        name = _slot_name(raw, slot, suggested)
+        if name not in manager.components[kind]:
+            raise ConfigError(f"{slot}.name: unknown {kind} '{name}'; registered: {allowed(manager.names(kind))}")
+        component = manager.get(kind, name)
+        options = {k: v for k, v in raw[slot].items() if k != "name"}
+        fields[slot] = Selection(name=name, options=structure(options, component.config, slot))
+        for other, value in component.defaults.items():
+            suggested.setdefault(other, value)
+    for section, cls in SECTIONS.items():
+        fields[section] = structure(raw.get(section, {}), cls, section)
+    return RunConfig(**fields)
+
+
+def to_dict(config: RunConfig) -> dict[str, Any]:
+    """Plain data of a resolved config (slots as ``{name, **options}``)."""
+    out: dict[str, Any] = {}
+    for slot in SLOTS:
+        selection = config.selection(slot)
+        out[slot] = {"name": selection.name, **unstructure(selection.options)}
+    for section in SECTIONS:
+        out[section] = unstructure(getattr(config, section))
+    return out
+
+
+def to_toml(config: RunConfig) -> str:
+    return tomli_w.dumps(to_dict(config))
+
+
+def load(
+    manager: PluginManager,
+    *,
+    config_file: str | None = None,
+    selectors: Mapping[str, str | None] | None = None,
+    overrides: Sequence[str] = (),
+) -> RunConfig:
+    """The whole precedence chain in one call."""
+    file_data = read_config_file(config_file) if config_file else {}
+    raw = merge_raw(file_data, selectors or {}, overrides)
+    config = resolve(raw, manager)
+    manager.hook.genflow_configure(config=config)
+    return config

@@ -1,0 +1,1 @@
+"""Evaluation: metrics, step-count sweeps, tables and plots."""

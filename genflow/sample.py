@@ -1,0 +1,49 @@
+"""The sampling driver: fixed noise and conditions, one sampler call per step count."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from genflow.interfaces import Backbone, Condition, DataSpec, Sampler
+
+
+def sample_conditions(spec: DataSpec, num: int, device: torch.device, class_label: int | None = None) -> Condition:
+    """Labels cycling through every class (or all ``class_label``); empty for unlabelled data."""
+    if not spec.num_classes:
+        return Condition()
+    if class_label is not None:
+        labels = torch.full((num,), class_label, dtype=torch.long, device=device)
+    else:
+        labels = torch.arange(num, device=device) % spec.num_classes
+    return Condition(labels=labels)
+
+
+def fixed_noise(spec: DataSpec, num: int, seed: int, device: torch.device) -> Tensor:
+    """The same noise for every step count (drawn on the CPU so it is device-independent)."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn((num, *spec.shape), generator=generator).to(device)
+
+
+@torch.no_grad()
+def generate(backbone: Backbone, sampler: Sampler, spec: DataSpec, *, steps: list[int] | tuple[int, ...],
+             num: int, seed: int, device: torch.device, guidance: float = 1.0,
+             cond: Condition | None = None, batch_size: int = 1024) -> dict[int, Tensor]:
+    """``{steps: samples}`` from the same noise and conditions, in chunks of ``batch_size``."""
+    noise = fixed_noise(spec, num, seed, device)
+    cond = cond if cond is not None else sample_conditions(spec, num, device)
+    was_training = backbone.training
+    backbone.eval()
+    out: dict[int, Tensor] = {}
+    try:
+        for n_steps in steps:
+            chunks = []
+            for start in range(0, num, batch_size):
+                rows = torch.arange(start, min(num, start + batch_size), device=device)
+                generator = torch.Generator(device).manual_seed(seed + 1 + start)
+                chunks.append(sampler.sample(backbone, noise[rows], cond.index(rows), steps=n_steps,
+                                             guidance=guidance, generator=generator))
+            out[n_steps] = torch.cat(chunks)
+    finally:
+        backbone.train(was_training)
+    return out

@@ -1,0 +1,1 @@
+"""Training: component assembly, the generic trainer, checkpoints, EMA, logging."""

@@ -1,0 +1,64 @@
+"""Exponential moving averages of the (possibly sharded) parameters, one per decay (torch-ema)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch import nn
+from torch_ema import ExponentialMovingAverage
+
+
+class EMA:
+    """Several EMAs of one model. Shadow parameters have the parameters' sharding (DTensors under
+    FSDP2), so ``state_dict`` is resharded by ``torch.distributed.checkpoint`` like the model."""
+
+    def __init__(self, model: nn.Module, decays: tuple[float, ...]) -> None:
+        self.names = [name for name, p in model.named_parameters() if p.requires_grad]
+        params = [p for p in model.parameters() if p.requires_grad]
+        self.model = model
+        with torch.no_grad():  # torch-ema 0.3 needs no-grad around its copies
+            self.averages = {decay: ExponentialMovingAverage(params, decay=decay) for decay in decays}
+
+    @property
+    def decays(self) -> list[float]:
+        return list(self.averages)
+
+    @torch.no_grad()
+    def update(self) -> None:
+        for average in self.averages.values():
+            average.update()
+
+    @contextlib.contextmanager
+    def applied(self, decay: float | None = None) -> Iterator[nn.Module]:
+        """Temporarily load the EMA weights (the first decay unless named) into the model."""
+        average = self.averages[decay if decay is not None else self.decays[0]]
+        with torch.no_grad():
+            average.store()
+            average.copy_to()
+        try:
+            yield self.model
+        finally:
+            with torch.no_grad():
+                average.restore()
+
+    def state_dict(self) -> dict[str, Any]:
+        """Flat ``{"<decay>/<param name>": shadow, "<decay>/num_updates": n}`` for DCP."""
+        state: dict[str, Any] = {}
+        for decay, average in self.averages.items():
+            for name, shadow in zip(self.names, average.shadow_params, strict=True):
+                state[f"{decay}/{name}"] = shadow
+            state[f"{decay}/num_updates"] = torch.tensor(average.num_updates or 0)
+        return state
+
+    @torch.no_grad()
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """In-place load of a state produced by ``state_dict`` (DCP fills the tensors in place)."""
+        for decay, average in self.averages.items():
+            for name, shadow in zip(self.names, average.shadow_params, strict=True):
+                loaded = state[f"{decay}/{name}"]
+                if loaded is not shadow:
+                    shadow.copy_(loaded)
+            average.num_updates = int(state[f"{decay}/num_updates"])

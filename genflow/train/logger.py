@@ -1,0 +1,72 @@
+"""Run logging on rank 0: tensorboard scalars and images, ``metrics.jsonl``, a progress bar."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import sys
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+
+class RunLogger:
+    """Writes nothing on ranks other than 0."""
+
+    def __init__(self, run_dir: pathlib.Path, *, enabled: bool, total_steps: int, start_step: int,
+                 progress: bool = True) -> None:
+        self.enabled = enabled
+        self.metrics_path = run_dir / "metrics.jsonl"
+        self.writer = None
+        self.bar = None
+        if not enabled:
+            return
+        from torch.utils.tensorboard import SummaryWriter  # imported lazily: slow import
+
+        self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"), purge_step=start_step or None)
+        if progress:
+            self.bar = tqdm(total=total_steps, initial=start_step, desc="train", unit="step",
+                            dynamic_ncols=True, file=sys.stderr, mininterval=1.0)
+
+    def scalars(self, step: int, values: dict[str, float]) -> None:
+        if not self.enabled:
+            return
+        assert self.writer is not None
+        for key, value in values.items():
+            self.writer.add_scalar(key, value, step)
+        with self.metrics_path.open("a") as f:
+            f.write(json.dumps({"step": step, **values}) + "\n")
+        if self.bar is not None:
+            self.bar.set_postfix(loss=f"{values.get('loss', float('nan')):.4f}", refresh=False)
+
+    def image(self, tag: str, step: int, image: np.ndarray) -> None:
+        """``image``: ``(H, W, 3)`` uint8."""
+        if self.enabled and self.writer is not None:
+            self.writer.add_image(tag, image, step, dataformats="HWC")
+
+    def advance(self, n: int = 1) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def message(self, text: str) -> None:
+        if self.enabled:
+            (tqdm.write if self.bar is not None else print)(text, file=sys.stderr)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        if self.writer is not None:
+            self.writer.close()
+
+
+def read_metrics(run_dir: pathlib.Path) -> list[dict[str, Any]]:
+    """The logged rows of a run, last value per step (a resumed run may log a step twice)."""
+    path = run_dir / "metrics.jsonl"
+    rows: dict[int, dict[str, Any]] = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            if line.strip():
+                row = json.loads(line)
+                rows[row["step"]] = row
+    return [rows[k] for k in sorted(rows)]

@@ -1,0 +1,255 @@
+"""The generic trainer: one loop for every objective, one process or many (torchrun, FSDP2).
+
+Randomness is a pure function of ``(seed, step, micro-batch)``: the data comes from the loader's
+global order and each micro-batch's noise from a generator seeded by its global index, so a run
+resumed from a checkpoint continues exactly as an uninterrupted one, and runs whose global batch
+is split into the same number of micro-batches (ranks x accumulation) are identical.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import pathlib
+import time
+from typing import Any
+
+import torch
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_state_dict,
+    set_state_dict,
+)
+
+from genflow import config as cfg
+from genflow.build import Components, build_backbone, build_components, materialize
+from genflow.errors import GenflowError
+from genflow.interfaces import Backbone, Batch
+from genflow.plugins import PluginManager
+from genflow.sample import generate
+from genflow.train import checkpoint
+from genflow.train.distributed import World, all_reduce_mean, barrier, init_world, shard
+from genflow.train.ema import EMA
+from genflow.train.logger import RunLogger
+from genflow.train.schedule import lr_lambda
+from genflow.visualize import plot_samples
+
+RESOLVED_CONFIG = "config.toml"
+TRAINER_STATE = "trainer.json"
+
+
+def micro_seed(seed: int, step: int, micro: int) -> int:
+    """Seed of the noise generator of global micro-batch ``micro`` at ``step``."""
+    return hash((seed, step, micro)) & 0x7FFF_FFFF_FFFF_FFFF
+
+
+def split_batch(batch: Batch, parts: int) -> list[Batch]:
+    """``parts`` equal micro-batches of ``batch``."""
+    n = batch.x.shape[0] // parts
+    return [Batch(x=batch.x[i * n:(i + 1) * n], cond=batch.cond.index(torch.arange(i * n, (i + 1) * n)))
+            for i in range(parts)]
+
+
+def to_device(batch: Batch, device: torch.device) -> Batch:
+    return Batch(x=batch.x.to(device, non_blocking=True), cond=batch.cond.to(device))
+
+
+class Trainer:
+    """Builds everything from a resolved config and trains; ``run()`` returns the final step."""
+
+    def __init__(self, config: cfg.RunConfig, manager: PluginManager, run_dir: pathlib.Path, *,
+                 resume: bool = False, progress: bool = True) -> None:
+        self.config = config
+        self.train = config.train
+        self.manager = manager
+        self.run_dir = run_dir
+        self.world: World = init_world(self.train.device)
+        self._check_batch()
+        self.components: Components = build_components(config, manager)
+        self.model = self._build_model()
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=self.train.lr, betas=self.train.betas, eps=self.train.eps,
+            weight_decay=self.train.weight_decay,
+        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lr_lambda(self.train.schedule, self.train.warmup_steps, self.train.steps)
+        )
+        self.ema = EMA(self.model, self.train.ema_decay)
+        self.loader = self.components.dataset.loader(
+            batch_size=self.train.batch_size // self.world.world_size, rank=self.world.rank,
+            world_size=self.world.world_size, seed=self.train.seed,
+        )
+        self.step = 0
+        if resume:
+            self._resume()
+        self.logger = RunLogger(run_dir, enabled=self.world.is_main, total_steps=self.train.steps,
+                                start_step=self.step, progress=progress)
+
+    # ---------------------------------------------------------------- construction
+
+    def _check_batch(self) -> None:
+        parts = self.world.world_size * self.train.grad_accumulation
+        if self.train.batch_size % parts:
+            raise GenflowError(
+                f"train.batch_size = {self.train.batch_size} is not divisible by ranks x "
+                f"train.grad_accumulation = {parts}; use a multiple of {parts}"
+            )
+
+    def _build_model(self) -> Backbone:
+        spec = self.components.spec
+        model = build_backbone(self.config, self.manager, spec, meta=True)
+        for component in (self.components.objective, self.components.derivative):
+            component.check_backbone(model, distributed=self.world.distributed)
+        # Every rank initialises the full model from the same seed, then FSDP2 keeps its shard:
+        # the initial weights do not depend on the world size.
+        materialize(model, self.world.device, self.train.seed)
+        if self.world.distributed:
+            shard(model, bf16_params=self.train.fsdp_mixed_precision)
+        if self.train.compile:
+            for unit in model.fsdp_units() or [model]:
+                unit.compile()
+        return model
+
+    # ---------------------------------------------------------------- state
+
+    def _state(self) -> dict[str, Any]:
+        model_sd, optim_sd = get_state_dict(self.model, self.optimizer)
+        return {"model": model_sd, "optim": optim_sd, "ema": self.ema.state_dict()}
+
+    def _resume(self) -> None:
+        found = checkpoint.latest_checkpoint(self.run_dir)
+        if found is None:
+            return
+        step, path = found
+        state = self._state()
+        checkpoint.load(state, path, self.world)
+        set_state_dict(self.model, self.optimizer, model_state_dict=state["model"],
+                       optim_state_dict=state["optim"])
+        self.ema.load_state_dict(state["ema"])
+        extra = json.loads((path / TRAINER_STATE).read_text())
+        self.scheduler.load_state_dict(extra["scheduler"])
+        self.loader.load_state_dict(extra["data"])
+        self.step = step
+
+    def save_checkpoint(self) -> pathlib.Path:
+        path = checkpoint.save(self._state(), self.run_dir, self.step, self.world, self.train.keep_last,
+                               extra={TRAINER_STATE: self._extra_state()})
+        self.manager.hook.genflow_checkpoint_saved(step=self.step, path=path)
+        return path
+
+    def _extra_state(self) -> str:
+        scheduler = {k: v for k, v in self.scheduler.state_dict().items() if k != "lr_lambdas"}
+        return json.dumps({"step": self.step, "scheduler": scheduler, "data": self.loader.state_dict()})
+
+    # ---------------------------------------------------------------- the step
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.train.precision == "bf16":
+            return torch.autocast(self.world.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def train_step(self, batch: Batch, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """Forward/backward over the micro-batches, clip, and step unless something is non-finite."""
+        accumulation = self.train.grad_accumulation
+        logs: dict[str, torch.Tensor] = {}
+        total = torch.zeros((), device=self.world.device)
+        for a, micro in enumerate(split_batch(batch, accumulation)):
+            generator.manual_seed(micro_seed(self.train.seed, self.step, self.world.rank * accumulation + a))
+            if hasattr(self.model, "set_requires_gradient_sync"):
+                self.model.set_requires_gradient_sync(a == accumulation - 1)
+            with self._autocast():
+                out = self.components.objective.loss(self.model, micro, generator=generator)
+            (out.loss / accumulation).backward()
+            total = total + out.loss.detach().float() / accumulation
+            for key, value in out.logs.items():
+                logs[key] = logs.get(key, 0) + value.detach().float() / accumulation
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.train.grad_clip)
+        if hasattr(grad_norm, "full_tensor"):
+            grad_norm = grad_norm.full_tensor()
+        total = all_reduce_mean(total, self.world)
+        ok = bool(torch.isfinite(total) & torch.isfinite(grad_norm))
+        if ok:
+            self.optimizer.step()
+            self.scheduler.step()
+            self.ema.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        logs = {k: all_reduce_mean(v, self.world) for k, v in logs.items()}
+        return {"loss": total, "grad_norm": grad_norm.detach(), "skipped": torch.tensor(float(not ok)), **logs}
+
+    # ---------------------------------------------------------------- the loop
+
+    def run(self) -> int:
+        """Train until ``train.steps``; returns the final step."""
+        if self.world.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / RESOLVED_CONFIG).write_text(cfg.to_toml(self.config))
+        barrier(self.world)
+        self.manager.hook.genflow_train_start(config=self.config, run_dir=self.run_dir, step=self.step)
+        generator = torch.Generator(self.world.device)
+        torch.manual_seed(self.train.seed)
+        batches = iter(self.loader)
+        nonfinite_in_a_row = 0
+        window_start, window_steps = time.perf_counter(), 0
+        self.model.train()
+        while self.step < self.train.steps:
+            batch = to_device(next(batches), self.world.device)
+            logs = self.train_step(batch, generator)
+            self.step += 1
+            window_steps += 1
+            self.logger.advance()
+            nonfinite_in_a_row = nonfinite_in_a_row + 1 if logs["skipped"].item() else 0
+            if nonfinite_in_a_row >= self.train.max_nonfinite_steps:
+                raise GenflowError(
+                    f"{nonfinite_in_a_row} steps in a row had a non-finite loss or gradient (last at step "
+                    f"{self.step}); stopped. The last good checkpoint is kept in {self.run_dir / 'checkpoints'}"
+                )
+            if self.step % self.train.log_every == 0 or self.step == self.train.steps:
+                elapsed = time.perf_counter() - window_start
+                scalars = {k: float(v) for k, v in logs.items()}
+                scalars["lr"] = self.scheduler.get_last_lr()[0]
+                scalars["samples_per_s"] = window_steps * self.train.batch_size / max(elapsed, 1e-9)
+                self.logger.scalars(self.step, scalars)
+                self.manager.hook.genflow_train_step_end(step=self.step, logs=scalars)
+                window_start, window_steps = time.perf_counter(), 0
+            if self.train.sample_every and self.step % self.train.sample_every == 0:
+                self._log_sample_grids()
+            if self.train.checkpoint_every and self.step % self.train.checkpoint_every == 0:
+                self.save_checkpoint()
+        self._finish()
+        return self.step
+
+    def _finish(self) -> None:
+        latest = checkpoint.latest_checkpoint(self.run_dir)
+        if latest is None or latest[0] != self.step:
+            self.save_checkpoint()
+        with self.ema.applied():
+            weights = get_model_state_dict(self.model, options=StateDictOptions(full_state_dict=True,
+                                                                                cpu_offload=True))
+            samples = self._samples(self.config.sample.steps)
+        if self.world.is_main:
+            checkpoint.export_weights(weights, cfg.to_toml(self.config), self.run_dir / "model.pt")
+            reference = self.components.dataset.reference(2000, seed=1).x if not self.components.spec.is_image \
+                else None
+            plot_samples(samples, self.run_dir / "samples.png", reference=reference,
+                         title=f"{self.config.objective.name} (EMA), step {self.step}")
+        self.manager.hook.genflow_train_end(step=self.step, run_dir=self.run_dir)
+        self.logger.close()
+
+    def _samples(self, steps: tuple[int, ...]) -> dict[int, torch.Tensor]:
+        spec = self.components.spec
+        num = self.config.sample.num if spec.is_image else 2000
+        out = generate(self.model, self.components.sampler, spec, steps=steps, num=num,
+                       seed=self.config.sample.seed, device=self.world.device,
+                       guidance=self.config.sample.guidance)
+        return {k: self.components.dataset.decode(v) for k, v in out.items()}
+
+    def _log_sample_grids(self) -> None:
+        if not self.components.spec.is_image:
+            return
+        from genflow.visualize import image_grid
+
+        with self.ema.applied():
+            samples = self._samples((1, 4, 16))
+        for steps, x in samples.items():
+            self.logger.image(f"samples/{steps}_steps", self.step, image_grid(x))

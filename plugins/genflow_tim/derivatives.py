@@ -1,0 +1,173 @@
+"""Time-derivative providers ``dde`` (finite differences) and ``jvp`` (forward-mode AD), TIM.md section 4.
+
+Both compute ``dF/dt``, the total derivative of ``fn(x(t), t)`` along the tangent ``(dx_dt, 1)``
+(``r`` and the condition are closed over by ``fn``, so ``dr/dt = 0``), detached, without
+advancing the global RNG.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Literal
+
+import attrs
+import torch
+from torch import Tensor
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+from genflow.errors import GenflowError
+from genflow.interfaces import Backbone, Derivative, TimeFunction, expand_like
+
+
+@contextlib.contextmanager
+def preserved_rng(device: torch.device) -> Iterator[None]:
+    """Run a block without advancing the global CPU RNG (nor the CUDA RNG of ``device``), so every
+    pass of a provider sees the RNG state (e.g. dropout masks) the main forward pass will see."""
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices, device_type=device.type if devices else "cuda"):
+        yield
+
+
+# --------------------------------------------------------------------------------------------
+# DDE: central differences with forward passes only
+# --------------------------------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class DdeConfig:
+    """Options of the ``dde`` provider.
+
+    ``epsilon``: half-width ``e`` of the central difference (TIM.md section 4, ``e = 0.005``).
+    ``precision``: ``"fp32"`` runs the two passes with autocast disabled on inputs of at least
+    fp32 (the reference runs them in bf16, where the ``1 / (2e)`` factor amplifies rounding ~100x);
+    ``"model"`` runs them as the caller's context (autocast included) dictates.
+    ``batched``: run both passes as one call of ``fn`` on a ``2N`` batch (needs a forward without
+    dropout: the two halves would get different masks); otherwise two calls, each starting from
+    the same RNG state.
+    """
+
+    epsilon: float = 0.005
+    precision: Literal["fp32", "model"] = "fp32"
+    batched: bool = True
+
+
+def stencil(t: Tensor, t_min: Tensor, t_max: float, epsilon: float) -> tuple[Tensor, Tensor]:
+    """Evaluation times ``(a, b)``, ``b - a = 2h``, of the difference at ``t`` inside ``[t_min, t_max]``.
+
+    ``h = min(e, (t_max - t_min) / 2)``; the window ``[t - h, t + h]`` slides inside the interval
+    where it would leave it (a one-sided difference when ``t`` sits on a bound).
+    """
+    h = torch.clamp((t_max - t_min) / 2, max=epsilon)
+    a = torch.minimum(torch.maximum(t - h, t_min), t_max - 2 * h)
+    return a, a + 2 * h
+
+
+class DDE(Derivative):
+    """``dF/dt ~ [F(x_t + (b - t) dx, b) - F(x_t + (a - t) dx, a)] / (b - a)``, ``b - a = 2e`` (TIM.md s4).
+
+    Only forward passes: works with fused attention, activation checkpointing and FSDP. On the
+    linear path ``x_t + s v_t`` is exactly the re-interpolation ``x_{t+s}`` from the same ``(x, z)``.
+    """
+
+    forward_only = True
+
+    def __init__(self, config: DdeConfig | None = None) -> None:
+        self.config = config or DdeConfig()
+
+    def time_derivative(
+        self,
+        fn: TimeFunction,
+        x_t: Tensor,
+        t: Tensor,
+        dx_dt: Tensor,
+        *,
+        t_min: Tensor | None = None,
+        t_max: float = 1.0,
+    ) -> Tensor:
+        dtype = self._dtype(x_t)
+        x, dx, t = x_t.to(dtype), dx_dt.to(dtype), t.to(dtype)
+        t_lo = torch.zeros_like(t) if t_min is None else t_min.to(dtype)
+        a, b = stencil(t, t_lo, t_max, self.config.epsilon)
+        x_a, x_b = x + expand_like(a - t, x) * dx, x + expand_like(b - t, x) * dx
+        with torch.no_grad(), self._precision(x.device):
+            F_b, F_a = self._passes(fn, x_b, b, x_a, a)
+        # the actual (rounded) window width; clamped so a zero-width window gives 0, not 0/0
+        width = torch.clamp(b - a, min=torch.finfo(dtype).tiny)
+        dF_dt = (F_b.to(dtype) - F_a.to(dtype)) / expand_like(width, x)
+        return dF_dt.to(x_t.dtype)
+
+    def _dtype(self, x_t: Tensor) -> torch.dtype:
+        if self.config.precision == "fp32":
+            return torch.promote_types(x_t.dtype, torch.float32)
+        return x_t.dtype
+
+    def _precision(self, device: torch.device) -> contextlib.AbstractContextManager:
+        if self.config.precision == "fp32":
+            return torch.autocast(device_type=device.type, enabled=False)
+        return contextlib.nullcontext()
+
+    def _passes(
+        self, fn: TimeFunction, x_b: Tensor, b: Tensor, x_a: Tensor, a: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        if self.config.batched:
+            with preserved_rng(x_b.device):
+                F = fn(torch.cat([x_b, x_a]), torch.cat([b, a]))  # (2N, ...): fn accepts 2-fold tiles
+            return F.chunk(2)
+        with preserved_rng(x_b.device):
+            F_b = fn(x_b, b)
+        with preserved_rng(x_a.device):
+            F_a = fn(x_a, a)
+        return F_b, F_a
+
+
+# --------------------------------------------------------------------------------------------
+# JVP: forward-mode AD
+# --------------------------------------------------------------------------------------------
+
+
+class JVP(Derivative):
+    """``dF/dt = torch.func.jvp(F, (x_t, t), (dx_dt, 1))`` (TIM.md section 4): exact up to float error.
+
+    Runs attention on PyTorch's math SDPA backend (the fused kernels have no forward-mode AD) and
+    cannot see through FSDP2 / DDP wrappers: ``check_backbone`` refuses those and names ``dde``.
+    """
+
+    forward_only = False
+
+    def time_derivative(
+        self,
+        fn: TimeFunction,
+        x_t: Tensor,
+        t: Tensor,
+        dx_dt: Tensor,
+        *,
+        t_min: Tensor | None = None,
+        t_max: float = 1.0,
+    ) -> Tensor:
+        t = t.to(torch.promote_types(t.dtype, torch.float32))
+        with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), preserved_rng(x_t.device):
+            _, dF_dt = torch.func.jvp(fn, (x_t, t), (dx_dt.to(x_t.dtype), torch.ones_like(t)))
+        return dF_dt.detach()
+
+    def check_backbone(self, backbone: Backbone, *, distributed: bool) -> None:
+        if not backbone.supports_jvp:
+            raise GenflowError(
+                f"derivative 'jvp' needs forward-mode AD, which backbone {type(backbone).__name__} does "
+                "not support (e.g. fused attention kernels); use --derivative dde instead"
+            )
+        if distributed:
+            raise GenflowError(
+                "derivative 'jvp' cannot run through distributed (FSDP2 / DDP) wrappers, which break "
+                "forward-mode AD; use --derivative dde instead"
+            )
+
+
+def build_dde(config: DdeConfig) -> DDE:
+    """Registry factory of the ``dde`` provider."""
+    return DDE(config)
+
+
+def build_jvp(config: object) -> JVP:
+    """Registry factory of the ``jvp`` provider (no options)."""
+    return JVP()

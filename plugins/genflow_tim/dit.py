@@ -1,0 +1,355 @@
+"""``tim-dit``: the interval-aware DiT of Transition Models (TIM.md section 9).
+
+A DiT over patch tokens of any size (native resolution) that reads the time pair ``(t, r)``:
+
+- patch embedding without absolute positions; 2D axial RoPE on queries and keys after a per-head
+  qk-norm (RMSNorm), so any ``H x W`` multiple of the patch size works;
+- decoupled embeddings ``c = phi_t(t) + phi_dt(t - r) [+ class]``, two independent sinusoid -> MLP
+  embedders fed raw ``t`` in ``[0, 1]`` (TIM.md section 4: ``1000 t`` breaks DDE);
+- interval-aware attention ``qkv = W LN_mod(h) + b + W' phi_dt(t - r)``;
+- LoRA-AdaLN: per-block low-rank SwiGLU ``D -> rank -> 6D``, zero-initialised (adaLN-zero);
+- SwiGLU MLP with hidden ``floor(8D / 3)``.
+
+Parameter counts match the reference (without its REPA projector head): class-conditional B/4 on
+4x32x32 latents 128.8M, XL/2 664.1M.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import attrs
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+
+from genflow.errors import ConfigError
+from genflow.interfaces import Backbone, Condition, DataSpec
+from genflow.nn import TimestepEmbedder
+
+PresetName = Literal["debug", "S", "B/4", "XL/2"]
+
+
+@attrs.frozen(kw_only=True)
+class Preset:
+    """Architecture of one preset; ``adaln_rank`` is the LoRA-AdaLN hidden width (~D/3)."""
+
+    hidden_size: int
+    depth: int
+    heads: int
+    patch_size: int
+    adaln_rank: int
+
+
+#: TIM.md section 9: B/4 and XL/2 are the reference's class-conditional presets.
+PRESETS: dict[str, Preset] = {
+    "debug": Preset(hidden_size=64, depth=2, heads=4, patch_size=2, adaln_rank=32),
+    "S": Preset(hidden_size=384, depth=12, heads=6, patch_size=2, adaln_rank=128),
+    "B/4": Preset(hidden_size=768, depth=12, heads=12, patch_size=4, adaln_rank=256),
+    "XL/2": Preset(hidden_size=1152, depth=28, heads=16, patch_size=2, adaln_rank=384),
+}
+
+
+@attrs.frozen(kw_only=True)
+class DiTConfig:
+    """``preset`` picks the architecture; any other size field left at 0 keeps the preset's value.
+
+    ``grad_checkpointing`` recomputes each block in the backward pass (activation checkpointing).
+    """
+
+    preset: PresetName = "debug"
+    hidden_size: int = 0
+    depth: int = 0
+    heads: int = 0
+    patch_size: int = 0
+    adaln_rank: int = 0
+    grad_checkpointing: bool = False
+
+    def resolve(self) -> Preset:
+        """The preset with this config's non-zero overrides applied."""
+        base = PRESETS[self.preset]
+        overrides = {k: v for k, v in attrs.asdict(self).items() if k in attrs.fields_dict(Preset) and v}
+        return attrs.evolve(base, **overrides)
+
+
+# --------------------------------------------------------------------------------------------
+# Shared layers (also used by the ``unet`` backbone)
+# --------------------------------------------------------------------------------------------
+
+
+class SwiGLU(nn.Module):
+    """``W_out (SiLU(W_gate x) * W_in x)``; ``W_gate`` and ``W_in`` are fused in one Linear."""
+
+    def __init__(self, dim: int, hidden: int, out: int) -> None:
+        super().__init__()
+        self.hidden = hidden
+        self.fc_in = nn.Linear(dim, 2 * hidden)
+        self.fc_out = nn.Linear(hidden, out)
+
+    def init_weights(self, *, zero_out: bool = False) -> None:
+        # Xavier per projection (gate and input separately), as for two Linear(dim, hidden).
+        nn.init.xavier_uniform_(self.fc_in.weight[: self.hidden])
+        nn.init.xavier_uniform_(self.fc_in.weight[self.hidden :])
+        nn.init.zeros_(self.fc_in.bias)
+        if zero_out:
+            nn.init.zeros_(self.fc_out.weight)
+        else:
+            nn.init.xavier_uniform_(self.fc_out.weight)
+        nn.init.zeros_(self.fc_out.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        gate, value = self.fc_in(x).chunk(2, dim=-1)  # (..., hidden) each
+        return self.fc_out(F.silu(gate) * value)  # (..., out)
+
+
+class RMSNorm(nn.Module):
+    """``x / rms(x) * w`` over the last axis, in at least float32, returned in ``x``'s dtype
+    (written out so forward-mode AD always works)."""
+
+    def __init__(self, dim: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.empty(dim))
+
+    def init_weights(self) -> None:
+        nn.init.ones_(self.weight)
+
+    def forward(self, x: Tensor) -> Tensor:
+        xf = x.to(torch.promote_types(x.dtype, torch.float32))
+        return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight).to(x.dtype)
+
+
+def modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
+    """adaLN: ``x (1 + scale) + shift`` with ``shift``, ``scale`` ``(N, 1, D)``."""
+    return x * (1 + scale) + shift
+
+
+def xavier_linear(linear: nn.Linear) -> None:
+    nn.init.xavier_uniform_(linear.weight)
+    if linear.bias is not None:
+        nn.init.zeros_(linear.bias)
+
+
+# --------------------------------------------------------------------------------------------
+# 2D axial RoPE
+# --------------------------------------------------------------------------------------------
+
+
+def axial_rope(h: int, w: int, head_dim: int, *, device: torch.device, dtype: torch.dtype,
+               theta: float = 10000.0) -> tuple[Tensor, Tensor]:
+    """``cos``, ``sin`` of shape ``(h w, head_dim)`` for tokens in row-major order.
+
+    The first half of the rotation angles follows the row index, the second half the column index;
+    pairs ``(i, i + head_dim / 2)`` rotate together (``rotate_half`` convention).
+    """
+    quarter = head_dim // 4
+    freqs = theta ** (-torch.arange(quarter, device=device, dtype=dtype) / quarter)  # (d/4,)
+    rows = torch.arange(h, device=device, dtype=dtype).repeat_interleave(w)  # (h w,)
+    cols = torch.arange(w, device=device, dtype=dtype).repeat(h)  # (h w,)
+    angles = torch.cat([rows[:, None] * freqs, cols[:, None] * freqs], dim=-1)  # (h w, d/2)
+    angles = torch.cat([angles, angles], dim=-1)  # (h w, d)
+    return angles.cos(), angles.sin()
+
+
+def rotate_half(x: Tensor) -> Tensor:
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat([-x2, x1], dim=-1)
+
+
+def apply_rope(x: Tensor, rope: tuple[Tensor, Tensor]) -> Tensor:
+    """Rotate ``x`` ``(N, heads, T, d)`` by the angles of ``rope`` (in ``rope``'s precision)."""
+    cos, sin = rope
+    xr = x.to(cos.dtype)
+    return (xr * cos + rotate_half(xr) * sin).to(x.dtype)
+
+
+# --------------------------------------------------------------------------------------------
+# Blocks
+# --------------------------------------------------------------------------------------------
+
+
+class IntervalAwareAttention(nn.Module):
+    """Self-attention whose q, k, v also read the interval embedding ``phi_dt(t - r)``.
+
+    TIM.md section 9: ``qkv = W LN_mod(h) + b + W' phi_dt(t - r)``, ``W'`` bias-free and broadcast
+    over tokens; then per-head qk RMSNorm and 2D RoPE on q and k.
+    """
+
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.head_dim = dim // heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.qkv_interval = nn.Linear(dim, 3 * dim, bias=False)  # W'
+        self.q_norm = RMSNorm(self.head_dim)
+        self.k_norm = RMSNorm(self.head_dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def init_weights(self) -> None:
+        for linear in (self.qkv, self.qkv_interval, self.proj):
+            xavier_linear(linear)
+        self.q_norm.init_weights()
+        self.k_norm.init_weights()
+
+    def forward(self, x: Tensor, phi_dt: Tensor, rope: tuple[Tensor, Tensor]) -> Tensor:
+        N, T, D = x.shape
+        qkv = self.qkv(x) + self.qkv_interval(phi_dt)  # (N, T, 3D) + (N, 1, 3D)
+        q, k, v = qkv.view(N, T, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)  # (N, H, T, d) each
+        q = apply_rope(self.q_norm(q), rope)
+        k = apply_rope(self.k_norm(k), rope)
+        out = F.scaled_dot_product_attention(q, k, v)  # (N, H, T, d)
+        return self.proj(out.transpose(1, 2).reshape(N, T, D))  # (N, T, D)
+
+
+class TiMBlock(nn.Module):
+    """One adaLN-zero transformer block with interval-aware attention and LoRA-AdaLN."""
+
+    def __init__(self, dim: int, heads: int, adaln_rank: int) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        self.attn = IntervalAwareAttention(dim, heads)
+        self.norm2 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        self.mlp = SwiGLU(dim, (8 * dim) // 3, dim)  # hidden floor(8D/3)
+        # TIM.md section 9: LoRA-AdaLN, low-rank SwiGLU D -> rank -> 6D.
+        self.adaln = SwiGLU(dim, adaln_rank, 6 * dim)
+
+    def init_weights(self) -> None:
+        self.attn.init_weights()
+        self.mlp.init_weights()
+        self.adaln.init_weights(zero_out=True)  # adaLN-zero: every block starts as the identity
+
+    def forward(self, h: Tensor, c: Tensor, phi_dt: Tensor, rope: tuple[Tensor, Tensor]) -> Tensor:
+        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = self.adaln(c).chunk(6, dim=-1)
+        h = h + gate_msa * self.attn(modulate(self.norm1(h), shift_msa, scale_msa), phi_dt, rope)  # (N, T, D)
+        # Slot for per-block text cross-attention (text-to-image XL/1, TIM.md section 9):
+        # ``h = h + cross_attn(norm(h), text, text_mask)`` goes here, between attention and MLP.
+        h = h + gate_mlp * self.mlp(modulate(self.norm2(h), shift_mlp, scale_mlp))  # (N, T, D)
+        return h
+
+
+class FinalLayer(nn.Module):
+    """adaLN-modulated LayerNorm -> Linear to patch pixels; low-rank SwiGLU ``D -> D/2 -> 2D``."""
+
+    def __init__(self, dim: int, patch_size: int, out_channels: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        self.adaln = SwiGLU(dim, dim // 2, 2 * dim)
+        self.linear = nn.Linear(dim, patch_size * patch_size * out_channels)
+
+    def init_weights(self) -> None:
+        self.adaln.init_weights(zero_out=True)
+        nn.init.zeros_(self.linear.weight)  # zero output: F_theta = 0 at initialisation
+        nn.init.zeros_(self.linear.bias)
+
+    def forward(self, h: Tensor, c: Tensor) -> Tensor:
+        shift, scale = self.adaln(c).chunk(2, dim=-1)  # (N, 1, D) each
+        return self.linear(modulate(self.norm(h), shift, scale))  # (N, T, p p C)
+
+
+# --------------------------------------------------------------------------------------------
+# The backbone
+# --------------------------------------------------------------------------------------------
+
+
+class DiT(Backbone):
+    """Interval-aware DiT ``F_theta(x_t, t, r, cond)`` on ``(N, C, H, W)`` with ``H, W`` multiples
+    of the patch size (any such size: native resolution)."""
+
+    supports_jvp = True
+
+    def __init__(self, config: DiTConfig, *, spec: DataSpec) -> None:
+        super().__init__()
+        arch = config.resolve()
+        _check_arch(arch, spec)
+        self.arch = arch
+        self.in_channels = spec.shape[0]
+        self.num_classes = spec.num_classes
+        self.grad_checkpointing = config.grad_checkpointing
+        D, p = arch.hidden_size, arch.patch_size
+        self.patch_embed = nn.Conv2d(self.in_channels, D, kernel_size=p, stride=p)
+        # TIM.md section 9: decoupled embeddings, two independent embedders.
+        self.phi_t = TimestepEmbedder(D)
+        self.phi_dt = TimestepEmbedder(D)
+        # Index num_classes is the null class (classifier-free guidance).
+        self.class_embedding = nn.Embedding(self.num_classes + 1, D) if self.num_classes else None
+        self.blocks = nn.ModuleList(TiMBlock(D, arch.heads, arch.adaln_rank) for _ in range(arch.depth))
+        self.final = FinalLayer(D, p, self.in_channels)
+
+    def init_weights(self) -> None:
+        """Reference initialisation: Xavier Linear layers, N(0, 0.02) embeddings, zero adaLN and
+        output; deterministic given torch's global seed."""
+        w = self.patch_embed.weight
+        nn.init.xavier_uniform_(w.view(w.shape[0], -1))  # like a Linear over flattened patches
+        nn.init.zeros_(self.patch_embed.bias)
+        self.phi_t.init_weights()
+        self.phi_dt.init_weights()
+        if self.class_embedding is not None:
+            nn.init.normal_(self.class_embedding.weight, std=0.02)
+        for block in self.blocks:
+            block.init_weights()
+        self.final.init_weights()
+
+    def fsdp_units(self) -> list[nn.Module]:
+        return list(self.blocks)
+
+    def embed_condition(self, t: Tensor, r: Tensor, cond: Condition) -> tuple[Tensor, Tensor]:
+        """``c = phi_t(t) + phi_dt(t - r) [+ class]`` and ``phi_dt(t - r)``, both ``(N, 1, D)``."""
+        phi_dt = self.phi_dt(t - r)  # (N, D)
+        c = self.phi_t(t) + phi_dt  # (N, D)
+        if self.class_embedding is not None:
+            labels = cond.labels
+            if labels is None:  # no labels: every row is unconditional
+                labels = torch.full((t.shape[0],), self.num_classes, dtype=torch.long, device=t.device)
+            c = c + self.class_embedding(labels)
+        return c[:, None], phi_dt[:, None]
+
+    def forward(self, x_t: Tensor, t: Tensor, r: Tensor, cond: Condition) -> Tensor:
+        N, C, H, W = self._check_input(x_t)
+        p = self.arch.patch_size
+        # Compute in the parameters' dtype (bf16 under FSDP mixed precision); t, r stay as given.
+        x = x_t.to(self.patch_embed.weight.dtype)
+        h = self.patch_embed(x).flatten(2).transpose(1, 2)  # (N, T, D), T = (H/p) (W/p)
+        c, phi_dt = self.embed_condition(t, r, cond)  # (N, 1, D) each
+        rope_dtype = torch.promote_types(h.dtype, torch.float32)
+        rope = axial_rope(H // p, W // p, self.arch.hidden_size // self.arch.heads,
+                          device=h.device, dtype=rope_dtype)  # (T, d) each
+        for block in self.blocks:
+            if self.grad_checkpointing and torch.is_grad_enabled():
+                h = checkpoint(block, h, c, phi_dt, rope, use_reentrant=False)
+            else:
+                h = block(h, c, phi_dt, rope)  # (N, T, D)
+        h = self.final(h, c)  # (N, T, p p C)
+        return self.unpatchify(h, H, W).to(x_t.dtype)  # (N, C, H, W)
+
+    def unpatchify(self, h: Tensor, H: int, W: int) -> Tensor:
+        """``(N, T, p p C)`` -> ``(N, C, H, W)`` (inverse of the row-major patch embedding)."""
+        p, C = self.arch.patch_size, self.in_channels
+        h = h.reshape(h.shape[0], H // p, W // p, p, p, C)  # (N, h, w, p, p, C)
+        return torch.einsum("nhwpqc->nchpwq", h).reshape(h.shape[0], C, H, W)
+
+    def _check_input(self, x_t: Tensor) -> tuple[int, int, int, int]:
+        p = self.arch.patch_size
+        if x_t.dim() != 4 or x_t.shape[1] != self.in_channels:
+            raise ValueError(f"tim-dit expects (N, {self.in_channels}, H, W), got {tuple(x_t.shape)}")
+        N, C, H, W = x_t.shape
+        if H % p or W % p:
+            raise ValueError(f"tim-dit: H and W must be multiples of the patch size {p}, got {H}x{W}")
+        return N, C, H, W
+
+
+def _check_arch(arch: Preset, spec: DataSpec) -> None:
+    if not spec.is_image:
+        raise ConfigError(f"backbone 'tim-dit' needs image data (C, H, W), got a sample shape {spec.shape}")
+    if spec.text:
+        raise ConfigError("backbone 'tim-dit' has no text cross-attention yet; use class labels")
+    if arch.hidden_size % arch.heads or (arch.hidden_size // arch.heads) % 4:
+        raise ConfigError(f"backbone 'tim-dit': hidden_size {arch.hidden_size} must split into {arch.heads} "
+                          "heads of a size divisible by 4 (2D RoPE)")
+    if arch.depth < 1 or arch.patch_size < 1 or arch.adaln_rank < 1:
+        raise ConfigError("backbone 'tim-dit': depth, patch_size and adaln_rank must be positive")
+
+
+def build_dit(config: DiTConfig, *, spec: DataSpec) -> DiT:
+    """Build the interval-aware DiT for ``spec`` (``in_channels = spec.shape[0]``)."""
+    return DiT(config, spec=spec)

@@ -1,0 +1,117 @@
+"""The ``transition`` sampler: N transitions ``x_r = A_{t,r} x_t + B_{t,r} F(x_t, t, r)`` (TIM.md s7)."""
+
+from __future__ import annotations
+
+import math
+
+import attrs
+import torch
+from attrs import validators
+from torch import Tensor
+
+from genflow.guidance import guided_forward, null_condition
+from genflow.interfaces import Backbone, Condition, DataSpec, Path, Sampler
+from genflow.timesteps import resolution_shift, shift_factor
+
+
+@attrs.frozen(kw_only=True)
+class TransitionSamplerConfig:
+    """Options of the ``transition`` sampler.
+
+    ``guidance_interval``: classifier-free guidance runs where ``t / t_max`` lies in this CLOSED
+    interval. The default ``(0, 1)`` includes ``t = 1``, so 1-step sampling is guided; a half-open
+    interval that excludes ``t = 1`` would make 1-step sampling unguided.
+    ``stochasticity``: ``s`` of the stochastic term (0 = deterministic), never applied on the
+    first or last step. ``base_resolution`` > 0 applies the resolution shift to the time grid.
+    """
+
+    guidance_interval: tuple[float, float] = (0.0, 1.0)
+    stochasticity: float = attrs.field(default=0.0, validator=validators.ge(0.0))
+    base_resolution: int = attrs.field(default=0, validator=validators.ge(0))
+
+
+def time_grid(steps: int, *, shift: float = 1.0, t_max: float = 1.0) -> Tensor:
+    """``t_0 = t_max > t_1 > ... > t_N = 0`` in float64: uniform, then the resolution shift (TIM.md s7)."""
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    u = torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64)
+    return resolution_shift(u, shift) * t_max
+
+
+class TransitionSampler(Sampler):
+    """Deterministic (or, with ``stochasticity``, stochastic) transition sampling, TIM.md s7.
+
+    Pure: all state lives in the arguments. The time grid stays in float64; the network sees
+    times in at least fp32 and ``x`` in the noise's dtype. Guidance ``F = F_u + w (F_c - F_u)``
+    evaluates both branches as one ``2N`` batch; it is skipped when ``guidance == 1`` or the
+    condition has no labels.
+    """
+
+    def __init__(self, config: TransitionSamplerConfig, *, path: Path, spec: DataSpec) -> None:
+        self.config = config
+        self.path = path
+        self.spec = spec
+        self.shift = shift_factor(spec.shape, config.base_resolution)
+
+    @torch.no_grad()
+    def sample(
+        self,
+        backbone: Backbone,
+        noise: Tensor,
+        cond: Condition,
+        *,
+        steps: int,
+        guidance: float = 1.0,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        grid = time_grid(steps, shift=self.shift, t_max=self.path.t_max)
+        x_t = noise
+        for i in range(steps):
+            t, r = grid[i], grid[i + 1]
+            F = self.transition_velocity(backbone, x_t, t, r, cond, guidance)
+            x_r = self.path.transition(x_t, F, t.expand(x_t.shape[0]), r.expand(x_t.shape[0]))
+            if self.config.stochasticity > 0 and 0 < i < steps - 1:
+                x_r = self.stochastic_term(x_t, x_r, F, t, r, generator)
+            x_t = x_r
+        return x_t
+
+    def guided(self, t: Tensor, cond: Condition, guidance: float) -> bool:
+        """Whether step ``t`` runs classifier-free guidance (closed interval on ``t / t_max``)."""
+        if guidance == 1.0 or cond.labels is None or self.spec.num_classes <= 0:
+            return False
+        lo, hi = self.config.guidance_interval
+        return lo <= float(t) / self.path.t_max <= hi
+
+    def transition_velocity(
+        self, backbone: Backbone, x_t: Tensor, t: Tensor, r: Tensor, cond: Condition, guidance: float
+    ) -> Tensor:
+        """``F(x_t, t, r)``, guided as ``F_u + w (F_c - F_u)`` where ``guided`` says so (TIM.md s7.1)."""
+        n, time_dtype = x_t.shape[0], torch.promote_types(x_t.dtype, torch.float32)
+        t_n = torch.full((n,), float(t), dtype=time_dtype, device=x_t.device)
+        r_n = torch.full((n,), float(r), dtype=time_dtype, device=x_t.device)
+        if not self.guided(t, cond, guidance):
+            return backbone(x_t, t_n, r_n, cond).to(x_t.dtype)
+        null = null_condition(cond, self.spec)
+        return guided_forward(backbone, x_t, t_n, r_n, cond, null, guidance).to(x_t.dtype)  # one 2N call
+
+    def stochastic_term(
+        self, x_t: Tensor, x_r: Tensor, F: Tensor, t: Tensor, r: Tensor, generator: torch.Generator | None
+    ) -> Tensor:
+        """``x_r - s (t - r) z_hat + sqrt(2 s sigma_t (t - r)) xi`` (TIM.md s7.3).
+
+        ``z_hat`` is the noise implied by ``(x_t, F)`` with ``F`` read as the velocity:
+        ``z_hat = (alpha' x_t - alpha F) / (alpha' sigma - alpha sigma')``, which is
+        ``x_t + (1 - t) F`` on the linear path, where ``sigma_t = t`` recovers the formula of s7.
+        """
+        s, p = self.config.stochasticity, self.path
+        alpha, sigma, d_alpha, d_sigma = (float(c(t)) for c in (p.alpha, p.sigma, p.d_alpha, p.d_sigma))
+        z_hat = (d_alpha * x_t - alpha * F) / (d_alpha * sigma - alpha * d_sigma)
+        device = generator.device if generator is not None else x_t.device
+        xi = torch.randn(x_t.shape, generator=generator, device=device, dtype=x_t.dtype).to(x_t.device)
+        h = float(t - r)
+        return x_r - s * h * z_hat + math.sqrt(2 * s * sigma * h) * xi
+
+
+def build(config: TransitionSamplerConfig, *, path: Path, spec: DataSpec) -> TransitionSampler:
+    """Registry factory of the ``transition`` sampler."""
+    return TransitionSampler(config, path=path, spec=spec)

@@ -1,0 +1,92 @@
+"""Plugin discovery: entry points, blocking, duplicates, broken plugins."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import sys
+import types
+
+import pytest
+
+from genflow import hookimpl
+from genflow.errors import GenflowError
+from genflow.plugins import AUTOLOAD_ENV, PluginManager
+from genflow.registry import Component
+
+
+def _plugin_module(name: str, objective: str) -> types.ModuleType:
+    """A throwaway plugin module registering one objective (reusing fm's implementation)."""
+    module = types.ModuleType(name)
+
+    @hookimpl
+    def genflow_objectives():
+        from genflow_fm.objective import FlowMatching, FlowMatchingConfig
+
+        return [Component(name=objective, config=FlowMatchingConfig,
+                          build=lambda config, *, path, derivative, spec: FlowMatching(config, path=path, spec=spec))]
+
+    module.genflow_objectives = genflow_objectives
+    return module
+
+
+@pytest.fixture
+def fake_entry_points(monkeypatch):
+    """Install fake distributions' entry points in the group ``genflow``."""
+    added: list[importlib.metadata.EntryPoint] = []
+    real = importlib.metadata.entry_points
+
+    def entry_points(**kwargs):
+        found = list(real(**kwargs))
+        if kwargs.get("group") == "genflow":
+            found += added
+        return found
+
+    monkeypatch.setattr(importlib.metadata, "entry_points", entry_points)
+    monkeypatch.delenv(AUTOLOAD_ENV, raising=False)
+
+    def add(name: str, module: types.ModuleType) -> None:
+        monkeypatch.setitem(sys.modules, module.__name__, module)
+        added.append(importlib.metadata.EntryPoint(name=name, value=module.__name__, group="genflow"))
+
+    return add
+
+
+def test_entry_point_plugin_is_discovered(fake_entry_points):
+    fake_entry_points("thirdparty", _plugin_module("thirdparty_mod", "myobjective"))
+    manager = PluginManager()
+    assert "myobjective" in manager.names("objective")
+    assert manager.components["objective"]["myobjective"].plugin == "thirdparty"
+
+
+def test_blocking_by_name(fake_entry_points):
+    fake_entry_points("thirdparty", _plugin_module("thirdparty_mod", "myobjective"))
+    manager = PluginManager(blocked=["thirdparty", "genflow_tim"])
+    assert "myobjective" not in manager.names("objective")
+    assert manager.names("objective") == ["fm"]
+
+
+def test_autoload_can_be_disabled(fake_entry_points, monkeypatch):
+    fake_entry_points("thirdparty", _plugin_module("thirdparty_mod", "myobjective"))
+    monkeypatch.setenv(AUTOLOAD_ENV, "1")
+    assert "myobjective" not in PluginManager().names("objective")
+
+
+def test_duplicate_name_is_an_error_naming_both_plugins(fake_entry_points):
+    fake_entry_points("copycat", _plugin_module("copycat_mod", "tim"))
+    with pytest.raises(GenflowError, match="objective 'tim' is registered twice: by plugin 'genflow_tim' and by "
+                                           "plugin 'copycat'"):
+        PluginManager()
+
+
+def test_plugin_that_fails_to_import_is_reported_and_skipped(fake_entry_points):
+    broken = types.ModuleType("broken_mod")
+    fake_entry_points("broken", broken)
+    del sys.modules["broken_mod"]  # importing it now fails
+    manager = PluginManager()
+    assert any("plugin 'broken'" in w and "failed to import" in w for w in manager.warnings)
+    assert "tim" in manager.names("objective")
+
+
+def test_unknown_component_lists_the_registered(manager):
+    with pytest.raises(GenflowError, match="unknown sampler 'rk45'; registered: euler, heun, transition"):
+        manager.get("sampler", "rk45")

@@ -1,0 +1,335 @@
+"""The ``tim`` objective: time sampling, targets, weighting, masking, guidance (TIM.md s3, s5, s6)."""
+
+from __future__ import annotations
+
+import math
+
+import attrs
+import pytest
+import torch
+from genflow_fm.path import LinearPath
+from genflow_tim.derivatives import DDE, JVP
+from genflow_tim.objective import (
+    TimObjective,
+    TimObjectiveConfig,
+    bind,
+    interval_weight,
+    sample_times,
+    transition_coefficients_dt,
+    transition_target,
+)
+from genflow_tim.trigflow import TrigFlowPath
+
+from genflow.config.convert import structure
+from genflow.errors import ConfigError
+from genflow.interfaces import Batch, Condition, DataSpec, Derivative, expand_like
+from genflow.timesteps import resolution_shift
+
+from .oracle import MLPBackbone
+
+
+def _objective(path=None, derivative=None, spec=DataSpec(shape=(3,)), **options) -> TimObjective:
+    return TimObjective(TimObjectiveConfig(**options), path=path or LinearPath(), derivative=derivative or DDE(),
+                        spec=spec)
+
+
+def _batch(n: int = 64, gen: torch.Generator | None = None, labels: int = 0) -> Batch:
+    gen = gen or torch.Generator().manual_seed(0)
+    x = torch.randn(n, 3, generator=gen, dtype=torch.float64)
+    cond = Condition(labels=torch.randint(0, labels, (n,), generator=gen)) if labels else Condition()
+    return Batch(x=x, cond=cond)
+
+
+# ---------------------------------------------------------------- config
+
+
+def test_config_defaults_are_the_reference_ones():
+    c = TimObjectiveConfig()
+    assert (c.p_mean, c.p_std, c.diffusion_ratio, c.consistency_ratio) == (-0.4, 1.0, 0.5, 0.1)
+    assert (c.weighting, c.sigma_d, c.adaptive, c.adaptive_eps, c.directional) == ("tangent", 1.0, True, 1e-5, True)
+    assert (c.label_dropout, c.guidance_target, c.guidance_target_scale) == (0.1, False, 0.75)
+    assert (c.guidance_target_interval, c.base_resolution) == ((0.3, 0.8), 0)
+
+
+def test_config_structures_from_toml_data():
+    c = structure({"weighting": "odds", "guidance_target_interval": [0.2, 0.9], "adaptive": False},
+                  TimObjectiveConfig, "objective")
+    assert (c.weighting, c.guidance_target_interval, c.adaptive) == ("odds", (0.2, 0.9), False)
+    with pytest.raises(ConfigError, match="objective.weighting"):
+        structure({"weighting": "cubic"}, TimObjectiveConfig, "objective")
+    with pytest.raises(ValueError):
+        TimObjectiveConfig(diffusion_ratio=0.8, consistency_ratio=0.3)
+
+
+# ---------------------------------------------------------------- (t, r) sampling
+
+
+def test_time_pairs_fractions_and_order():
+    n = 1000
+    t, r = sample_times(TimObjectiveConfig(), n, generator=torch.Generator().manual_seed(0))
+    assert (t >= r).all() and (r >= 0).all() and (t < 1).all() and (t > 0).all()
+    assert (t == r).sum() == 500 and (r == 0).sum() == 100
+    t, r = sample_times(TimObjectiveConfig(diffusion_ratio=0.0, consistency_ratio=0.0), n,
+                        generator=torch.Generator().manual_seed(0))
+    assert (t > r).all()
+    # logit-normal (-0.4, 1): the median of max(t1, t2) is sigmoid(-0.4 + 0.545) (the median of the max of two)
+    assert abs(t.median().item() - torch.sigmoid(torch.tensor(-0.4 + 0.5449)).item()) < 0.03
+
+
+def test_time_pairs_rows_are_random():
+    t, r = sample_times(TimObjectiveConfig(), 64, generator=torch.Generator().manual_seed(0))
+    same = (t == r).nonzero().squeeze(1)
+    assert not torch.equal(same, torch.arange(32))
+
+
+def test_resolution_shift_and_path_scale():
+    spec = DataSpec(shape=(4, 64, 64))
+    objective = _objective(spec=spec, base_resolution=32)
+    assert objective.shift == 2.0
+    t, r = objective.times(256, generator=torch.Generator().manual_seed(0), dtype=torch.float32)
+    t0, r0 = sample_times(objective.config, 256, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close((t, r), (resolution_shift(t0, 2.0), resolution_shift(r0, 2.0)))
+    trig = _objective(path=TrigFlowPath())
+    t, r = trig.times(256, generator=torch.Generator().manual_seed(0), dtype=torch.float32)
+    torch.testing.assert_close((t, r), (t0 * math.pi / 2, r0 * math.pi / 2))
+
+
+# ---------------------------------------------------------------- target and weighting
+
+
+def test_linear_target_is_eq_9():
+    """General form on the linear path: ``F_hat = v_t - (t - r) dF/dt`` (TIM.md Eq. 9)."""
+    gen = torch.Generator().manual_seed(0)
+    t, r = torch.rand(2, 16, generator=gen, dtype=torch.float64).sort(dim=0).values.flip(0)
+    x_t, v_t, dF = torch.randn(3, 16, 4, generator=gen, dtype=torch.float64)
+    F_hat = transition_target(LinearPath(), x_t, v_t, dF, t, r)
+    torch.testing.assert_close(F_hat, v_t - expand_like(t - r, x_t) * dF, rtol=0, atol=1e-14)
+
+
+def test_trigflow_target_is_the_velocity_form_of_tim_md():
+    """``alpha_hat x + sigma_hat z + (B / B') (alpha_hat' x + sigma_hat' z - dF/dt)`` (TIM.md s3)."""
+    gen = torch.Generator().manual_seed(0)
+    t, r = (torch.rand(2, 16, generator=gen, dtype=torch.float64) * math.pi / 2).sort(dim=0).values.flip(0)
+    x, z, dF = torch.randn(3, 16, 4, generator=gen, dtype=torch.float64)
+    path = TrigFlowPath()
+    x_t, v_t = path.interpolate(x, z, t), path.velocity(x, z, t)
+    dv_dt = -x_t  # alpha_hat' x + sigma_hat' z = -cos(t) x - sin(t) z
+    _, B, dB = (expand_like(c, x_t) for c in path.transition_coefficients(t, r))
+    torch.testing.assert_close(transition_target(path, x_t, v_t, dF, t, r), v_t + B / dB * (dv_dt - dF))
+
+
+def test_flow_matching_rows_regress_on_v():
+    gen = torch.Generator().manual_seed(0)
+    t = torch.rand(8, generator=gen, dtype=torch.float64)
+    x_t, v_t = torch.randn(2, 8, 3, generator=gen, dtype=torch.float64)
+    for path in (LinearPath(), TrigFlowPath()):
+        torch.testing.assert_close(transition_target(path, x_t, v_t, torch.zeros_like(x_t), t, t), v_t)
+
+
+def test_trigflow_coefficients():
+    """``x_r = cos(t - r) x_t - sin(t - r) F`` carries a conditional trajectory with ``F = v_t``;
+    ``dB/dt`` and the forward-AD ``dA/dt`` match differences."""
+    path, gen = TrigFlowPath(), torch.Generator().manual_seed(0)
+    assert path.t_max == math.pi / 2
+    t, r = (torch.rand(2, 32, generator=gen, dtype=torch.float64) * math.pi / 2).sort(dim=0).values.flip(0)
+    x, z = torch.randn(2, 32, 3, generator=gen, dtype=torch.float64)
+    x_r = path.transition(path.interpolate(x, z, t), path.velocity(x, z, t), t, r)
+    torch.testing.assert_close(x_r, path.interpolate(x, z, r))
+    torch.testing.assert_close(path.interpolate(x, z, t), torch.cos(t)[:, None] * x + torch.sin(t)[:, None] * z)
+    A, B, dA, dB = transition_coefficients_dt(path, t, r)
+    h = 1e-6
+    A_p, B_p, _ = path.transition_coefficients(t + h, r)
+    A_m, B_m, _ = path.transition_coefficients(t - h, r)
+    torch.testing.assert_close(dB, (B_p - B_m) / (2 * h), rtol=1e-8, atol=1e-8)
+    torch.testing.assert_close(dA, (A_p - A_m) / (2 * h), rtol=1e-8, atol=1e-8)
+    torch.testing.assert_close(transition_coefficients_dt(LinearPath(), t, r)[2], torch.zeros_like(t))
+
+
+@pytest.mark.parametrize(
+    ("weighting", "g"),
+    [("tangent", torch.tan), ("linear", lambda t: t), ("odds", lambda t: t / (1 - t)), ("constant", None)],
+)
+def test_interval_weightings(weighting, g):
+    t = torch.tensor([0.9, 0.5, 0.7, 0.3], dtype=torch.float64)
+    r = torch.tensor([0.1, 0.0, 0.7, 0.2], dtype=torch.float64)
+    w = interval_weight(t, r, weighting=weighting, sigma_d=1.0)
+    expected = torch.ones(4, dtype=torch.float64) if g is None else (1.0 + g(t) - g(r)) ** -0.5
+    expected[2] = 1.0  # r = t rows
+    torch.testing.assert_close(w, expected)
+    assert w[2] == 1.0
+
+
+# ---------------------------------------------------------------- the loss
+
+
+class _Recorder(Derivative):
+    """Records what the objective hands to its derivative provider."""
+
+    def __init__(self, value: float = 0.0) -> None:
+        self.value, self.seen = value, []
+
+    def time_derivative(self, fn, x_t, t, dx_dt, *, t_min=None, t_max=1.0):
+        self.seen.append((x_t, t, dx_dt, t_min, t_max, fn(x_t, t)))
+        out = torch.zeros_like(x_t)
+        out[0] = self.value
+        return out
+
+
+def test_derivative_runs_only_on_t_ne_r_rows():
+    recorder = _Recorder()
+    objective = _objective(derivative=recorder, path=TrigFlowPath())
+    objective.loss(MLPBackbone(3), _batch(100), generator=torch.Generator().manual_seed(0))
+    (x_t, t, dx_dt, t_min, t_max, F) = recorder.seen[0]
+    assert x_t.shape[0] == 50 and (t > t_min).all() and t_max == math.pi / 2
+    assert F.shape == x_t.shape
+
+
+def test_loss_backward_and_logs():
+    backbone = MLPBackbone(3)
+    out = _objective(derivative=JVP()).loss(backbone, _batch(), generator=torch.Generator().manual_seed(0))
+    assert out.loss.ndim == 0 and torch.isfinite(out.loss)
+    assert out.per_sample.shape == (64,) and not out.per_sample.requires_grad
+    assert {"mse", "cos", "nonfinite"} <= set(out.logs) and out.logs["nonfinite"] == 0
+    out.loss.backward()
+    assert all(torch.isfinite(p.grad).all() for p in backbone.parameters())
+
+
+def test_adaptive_weighting_normalises_each_row():
+    """With adaptive weighting each row contributes ``w L / (sg(L) + eps)``, i.e. about ``w``."""
+    objective = _objective(weighting="constant", directional=False)
+    F = torch.randn(8, 3, dtype=torch.float64, requires_grad=True)
+    F_hat = torch.randn(8, 3, dtype=torch.float64)
+    t = torch.full((8,), 0.5, dtype=torch.float64)
+    out = objective.weighted_loss(F, F_hat, t, t * 0.5)
+    L = (F - F_hat).square().mean(1).detach()
+    torch.testing.assert_close(out.loss, (L / (L + 1e-5)).mean())
+    torch.testing.assert_close(out.per_sample, L)
+
+
+def test_directional_term():
+    objective = _objective(weighting="constant", adaptive=False)
+    F = torch.tensor([[1.0, 0.0], [0.0, 2.0]], dtype=torch.float64)
+    F_hat = torch.tensor([[0.0, 1.0], [0.0, 1.0]], dtype=torch.float64)
+    L, mse, cos = objective.per_sample_loss(F, F_hat)
+    torch.testing.assert_close(cos, torch.tensor([1.0, 0.0], dtype=torch.float64))
+    torch.testing.assert_close(L, mse + cos)
+
+
+def test_nonfinite_rows_are_masked_and_counted():
+    objective = _objective(weighting="constant", adaptive=False, directional=False)
+    F = torch.randn(6, 3, dtype=torch.float64, requires_grad=True)
+    F_hat = torch.randn(6, 3, dtype=torch.float64)
+    F_hat[1, 0] = float("nan")  # e.g. a diverging derivative
+    F_bad = F * torch.tensor([1, 1, 1, float("inf"), 1, 1], dtype=torch.float64)[:, None]  # an overflow
+    F_bad.retain_grad()
+    t = torch.full((6,), 0.5, dtype=torch.float64)
+    out = objective.weighted_loss(F_bad, F_hat, t, t / 2)
+    keep = torch.tensor([0, 2, 4, 5])
+    torch.testing.assert_close(out.loss, (F[keep] - F_hat[keep]).square().mean(1).mean())
+    assert out.logs["nonfinite"] == 2
+    assert out.per_sample[1].isnan() and not out.per_sample[keep].isnan().any()
+    out.loss.backward()
+    # the gradient the objective sends back is finite and zero on the bad rows (an inf made *inside*
+    # the network can still poison its own backward: the trainer's gradient-norm guard catches that)
+    assert torch.isfinite(F_bad.grad).all() and (F_bad.grad[[1, 3]] == 0).all()
+
+
+def test_all_rows_nonfinite_give_a_nan_loss():
+    objective = _objective()
+    F = torch.full((4, 3), float("nan"), dtype=torch.float64, requires_grad=True)
+    t = torch.full((4,), 0.5, dtype=torch.float64)
+    out = objective.weighted_loss(F, torch.zeros(4, 3, dtype=torch.float64), t, t / 2)
+    assert out.loss.isnan() and out.logs["nonfinite"] == 4
+
+
+def test_nonfinite_derivative_reaches_the_logs():
+    out = _objective(derivative=_Recorder(float("nan"))).loss(MLPBackbone(3), _batch(),
+                                                              generator=torch.Generator().manual_seed(0))
+    assert out.logs["nonfinite"] == 1 and torch.isfinite(out.loss)
+
+
+def test_loss_is_reproducible_from_the_generator():
+    backbone, batch = MLPBackbone(3), _batch()
+    a = _objective().loss(backbone, batch, generator=torch.Generator().manual_seed(3))
+    b = _objective().loss(backbone, batch, generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(a.loss, b.loss)
+
+
+# ---------------------------------------------------------------- labels and guidance
+
+
+def test_label_dropout_to_the_null_class():
+    objective = _objective(spec=DataSpec(shape=(3,), num_classes=10))
+    cond = Condition(labels=torch.randint(0, 10, (4000,), generator=torch.Generator().manual_seed(0)))
+    dropped = objective.drop_labels(cond, generator=torch.Generator().manual_seed(1)).labels
+    null = dropped == 10
+    assert abs(null.float().mean().item() - 0.1) < 0.02
+    assert torch.equal(dropped[~null], cond.labels[~null])
+    assert objective.drop_labels(Condition(), generator=torch.Generator()).labels is None
+
+
+class _LabelBackbone(MLPBackbone):
+    """``F = x_t + label`` (the null class 10 counts as 0); records its batch sizes."""
+
+    sizes: list[int]
+
+    def forward(self, x_t, t, r, cond):
+        self.sizes = [*getattr(self, "sizes", []), x_t.shape[0]]
+        y = torch.where(cond.labels == 10, 0, cond.labels).to(x_t.dtype)
+        return x_t + y[:, None]
+
+
+def test_guidance_enhanced_target():
+    spec = DataSpec(shape=(3,), num_classes=10)
+    objective = _objective(spec=spec, guidance_target=True)
+    gen = torch.Generator().manual_seed(0)
+    x_t, v_t = torch.randn(2, 40, 3, generator=gen, dtype=torch.float64)
+    t = torch.linspace(0.0, 1.0, 40, dtype=torch.float64)
+    labels = torch.randint(0, 10, (40,), generator=gen)
+    labels[::4] = 10
+    backbone = _LabelBackbone(3)
+    v = objective.guided_velocity(backbone, x_t, v_t, t, Condition(labels=labels))
+    inside = (t >= 0.3) & (t <= 0.8) & (labels != 10)
+    expected = v_t + 0.75 * torch.where(inside, labels, 0).to(v_t.dtype)[:, None]
+    torch.testing.assert_close(v, expected)
+    assert backbone.sizes == [2 * int(inside.sum())]  # one batched call, rows in the interval only
+
+
+def test_guidance_target_runs_in_the_loss():
+    spec = DataSpec(shape=(3,), num_classes=10)
+    backbone = MLPBackbone(3, num_classes=10)
+    out = _objective(spec=spec, guidance_target=True).loss(backbone, _batch(labels=10),
+                                                           generator=torch.Generator().manual_seed(0))
+    assert torch.isfinite(out.loss)
+
+
+# ---------------------------------------------------------------- the TimeFunction contract
+
+
+def test_bind_accepts_tiled_batches():
+    backbone = MLPBackbone(3, num_classes=5)
+    gen = torch.Generator().manual_seed(0)
+    x, r = torch.randn(6, 3, generator=gen, dtype=torch.float64), torch.rand(6, generator=gen, dtype=torch.float64)
+    t = r + 0.1
+    cond = Condition(labels=torch.arange(6) % 5)
+    fn = bind(backbone, r, cond)
+    once = fn(x, t)
+    torch.testing.assert_close(once, backbone(x, t, r, cond))
+    for k in (2, 3):
+        torch.testing.assert_close(fn(torch.cat([x] * k), torch.cat([t] * k)), torch.cat([once] * k))
+    with pytest.raises(ValueError, match="multiple"):
+        fn(x[:4], t[:4])
+
+
+def test_registered_components():
+    from genflow_tim import plugin
+
+    objectives = {c.name: c for c in plugin.genflow_objectives()}
+    assert objectives["tim"].config is TimObjectiveConfig and objectives["tim"].defaults == {"sampler": "transition"}
+    assert {c.name for c in plugin.genflow_derivatives()} == {"dde", "jvp"}
+    assert {c.name for c in plugin.genflow_samplers()} == {"transition"}
+    (trig,) = plugin.genflow_paths()
+    assert trig.name == "trigflow" and isinstance(trig.build(trig.config()), TrigFlowPath)
+    objective = objectives["tim"].build(TimObjectiveConfig(), path=LinearPath(), derivative=JVP(),
+                                        spec=DataSpec(shape=(3,)))
+    assert isinstance(objective, TimObjective) and attrs.has(type(objective.config))
