@@ -109,7 +109,7 @@ class PluginManager:
         return found.component
 
     def plugin_names(self) -> list[str]:
-        return sorted(n for n, _ in self.pm.list_name_plugin())
+        return sorted(n for n, plugin in self.pm.list_name_plugin() if plugin is not None)
 
 
 def report_warnings(manager: PluginManager) -> None:

@@ -16,6 +16,7 @@ import json
 import pathlib
 import re
 import shutil
+import warnings
 from typing import Any
 
 import torch
@@ -57,7 +58,9 @@ def save(state: dict[str, Any], run_dir: pathlib.Path, step: int, world: World, 
             shutil.rmtree(stale, ignore_errors=True)
         tmp.mkdir(parents=True)
     barrier(world)
-    dcp.save(state, checkpoint_id=str(tmp), no_dist=not world.distributed)
+    with warnings.catch_warnings():  # DCP warns that a single process saves without a process group
+        warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+        dcp.save(state, checkpoint_id=str(tmp), no_dist=not world.distributed)
     barrier(world)
     if world.is_main:
         for name, text in (extra or {}).items():
@@ -75,7 +78,9 @@ def save(state: dict[str, Any], run_dir: pathlib.Path, step: int, world: World, 
 def load(state: dict[str, Any], path: pathlib.Path, world: World) -> None:
     """Load in place into ``state`` (resharding to the current world size)."""
     try:
-        dcp.load(state, checkpoint_id=str(path), no_dist=not world.distributed)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+            dcp.load(state, checkpoint_id=str(path), no_dist=not world.distributed)
     except Exception as exc:  # DCP raises many types for a foreign or damaged checkpoint
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise GenflowError(f"checkpoint '{path}' cannot be loaded into this model: {first[:300]}") from None

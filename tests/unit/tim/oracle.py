@@ -91,8 +91,10 @@ class OracleBackbone(Backbone):
 class MLPBackbone(Backbone):
     """A tiny smooth network ``F(x_t, t, r, label)`` on ``(N, D)`` data, for derivative tests."""
 
-    def __init__(self, dim: int = 3, hidden: int = 32, num_classes: int = 0, dtype: torch.dtype = torch.float64,
-                 dropout: float = 0.0) -> None:
+    def __init__(
+        self, dim: int = 3, hidden: int = 32, num_classes: int = 0, dtype: torch.dtype = torch.float64,
+        dropout: float = 0.0,
+    ) -> None:
         super().__init__()
         self.inp = nn.Linear(dim + 2, hidden, dtype=dtype)
         self.embed = nn.Embedding(num_classes + 1, hidden, dtype=dtype) if num_classes else None

@@ -65,7 +65,8 @@ def test_jvp_reproduces_dF_dt(oracle, gen):
 def test_dde_reproduces_dF_dt_in_the_interior(oracle, gen):
     x_t, t, r = _state(oracle, 256, gen, gap=2 * EPS + 1e-6)
     fn = bind(OracleBackbone(oracle), r, Condition())
-    dF = DDE(DdeConfig(epsilon=EPS)).time_derivative(fn, x_t, t, oracle.u(x_t, t), t_min=r, t_max=oracle.path.t_max)
+    dde = DDE(DdeConfig(epsilon=EPS))
+    dF = dde.time_derivative(fn, x_t, t, oracle.u(x_t, t), t_min=r, t_max=oracle.path.t_max)
     assert _rel(dF, oracle.dF_dt(x_t, t, r)) < 1e-4
 
 
@@ -96,7 +97,8 @@ def test_objective_target_with_jvp_equals_F_star(oracle, gen):
     """The objective's own derivative step (row selection, ``bind``, ``jvp``) then the target."""
     x_t, t, r = _state(oracle, 128, gen)
     r[:32] = t[:32]  # flow-matching rows: target = u, no derivative
-    objective = TimObjective(TimObjectiveConfig(), path=oracle.path, derivative=JVP(), spec=DataSpec(shape=(3,)))
+    spec = DataSpec(shape=(3,))
+    objective = TimObjective(TimObjectiveConfig(), path=oracle.path, derivative=JVP(), spec=spec)
     u = oracle.u(x_t, t)
     dF = objective.time_derivative(OracleBackbone(oracle), x_t, t, r, u, Condition())
     F_hat = transition_target(oracle.path, x_t, u, dF, t, r)

@@ -115,14 +115,14 @@ def test_no_stochasticity_on_the_first_and_last_step():
 def test_stochastic_sampling_converges_on_the_oracle(make):
     """With ``F*`` the stochastic sampler is a consistent SDE discretisation: the std error shrinks with N."""
     oracle = make(0.5)
-    noise = torch.randn(20_000, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    noise = torch.randn(10_000, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     sampler = _sampler(path=oracle.path, stochasticity=0.5)
     errors = []
-    for steps in (4, 16, 64):
+    for steps in (4, 12, 36):
         x_0 = sampler.sample(OracleBackbone(oracle), noise, Condition(), steps=steps,
                              generator=torch.Generator().manual_seed(1))
         errors.append(abs(x_0.std().item() / oracle.s - 1))
-    assert errors[0] > errors[1] > errors[2] and errors[2] < 0.03
+    assert errors[0] > errors[1] > errors[2] and errors[2] < 0.04
 
 
 def test_trigflow_sampling_runs_from_pi_over_2():
