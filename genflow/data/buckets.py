@@ -38,7 +38,5 @@ def parse_bucket_key(key: str) -> tuple[int, int] | None:
     try:
         height, width = (int(part) for part in key.split("x"))
     except ValueError:
-        raise GenflowError(
-            f"bucket '{key}' has an invalid name; allowed: '<H>x<W>' or '{POINTS_BUCKET}'"
-        ) from None
+        raise GenflowError(f"bucket '{key}' has an invalid name; allowed: '<H>x<W>' or '{POINTS_BUCKET}'") from None
     return height, width

@@ -125,7 +125,9 @@ def _captions(files: list[Path]) -> list[str] | None:
         return None
     if not all(present):
         missing = sidecars[present.index(False)]
-        raise GenflowError(f"caption file '{missing}' is missing; when any image has a .txt caption, every image needs one")
+        raise GenflowError(
+            f"caption file '{missing}' is missing; when any image has a .txt caption, every image needs one"
+        )
     return [s.read_text(encoding="utf-8").strip() for s in sidecars]
 
 

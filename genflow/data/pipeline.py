@@ -61,7 +61,9 @@ def prepare_store(
         for layout in layouts:
             for c in writer.pending(layout.key):
                 start, stop = layout.rows(c)
-                writer.write_chunk(layout.key, c, _encode_chunk(source.load(layout.key, start, stop), source, autoencoder, layout))
+                writer.write_chunk(
+                    layout.key, c, _encode_chunk(source.load(layout.key, start, stop), source, autoencoder, layout)
+                )
                 bar.update(stop - start)
     writer.finish(channel_stats(writer.group, layouts))
     count = sum(layout.count for layout in layouts)
@@ -155,7 +157,9 @@ def _finite(latents: np.ndarray, autoencoder: Autoencoder, layout: BucketLayout,
         )
     expected = (len(chunk.index), *layout.sample_shape)
     if latents.shape != expected:
-        raise GenflowError(f"autoencoder '{autoencoder.name}' returned latents of shape {latents.shape}, expected {expected}")
+        raise GenflowError(
+            f"autoencoder '{autoencoder.name}' returned latents of shape {latents.shape}, expected {expected}"
+        )
     return latents.astype(layout.dtype, copy=False)
 
 
@@ -175,4 +179,3 @@ def channel_stats(group: zarr.Group, layouts: list[BucketLayout]) -> dict[str, A
     mean = sums / total
     std = np.sqrt(np.maximum(sq / total - mean * mean, 0.0))
     return {"mean": mean.tolist(), "std": std.tolist(), "count": int(total)}
-

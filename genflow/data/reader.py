@@ -70,7 +70,7 @@ def epoch_plan(
     for bucket in buckets:
         order = _bucket_order(bucket, rng, options)
         flips = rng.random(len(order)) < 0.5 if options.flip else None
-        stops = range(global_batch, len(order) + (0 if options.drop_last else global_batch), global_batch)
+        stops = range(global_batch, len(order) + (1 if options.drop_last else global_batch), global_batch)
         per_bucket.append(
             [
                 PlannedBatch(
@@ -96,7 +96,10 @@ def _bucket_order(bucket: Bucket, rng: np.random.Generator, options: ReadOptions
     parts = []
     for w in range(0, len(chunks), max(options.window, 1)):
         rows = np.concatenate(
-            [np.arange(c * bucket.chunk, min((c + 1) * bucket.chunk, bucket.count)) for c in chunks[w : w + options.window]]
+            [
+                np.arange(c * bucket.chunk, min((c + 1) * bucket.chunk, bucket.count))
+                for c in chunks[w : w + options.window]
+            ]
         )
         parts.append(rng.permutation(rows) if options.shuffle else rows)
     return np.concatenate(parts).astype(np.int64)
@@ -232,7 +235,9 @@ class StoreLoader(BatchLoader):
         """The global batches of ``epoch`` (cached for the current epoch)."""
         if self._plan_cache is None or self._plan_cache[0] != epoch:
             buckets = list(self.store.buckets.values())
-            plan = epoch_plan(buckets, global_batch=self.global_batch, seed=self.seed, epoch=epoch, options=self.options)
+            plan = epoch_plan(
+                buckets, global_batch=self.global_batch, seed=self.seed, epoch=epoch, options=self.options
+            )
             self._plan_cache = (epoch, plan)
         return self._plan_cache[1]
 

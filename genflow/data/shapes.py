@@ -251,7 +251,13 @@ def _place(
 
 
 def _apart(
-    x: float, y: float, size: float, other: tuple[tuple[int, int], float, float, float], width: int, height: int, side: int
+    x: float,
+    y: float,
+    size: float,
+    other: tuple[tuple[int, int], float, float, float],
+    width: int,
+    height: int,
+    side: int,
 ) -> bool:
     _, ox, oy, osize = other
     distance = math.hypot((x - ox) * width, (y - oy) * height) / side

@@ -115,15 +115,16 @@ class ShapesSource(Source):
         return image_size(self.config, self.config.aspect_ratios[int(rng.integers(len(self.config.aspect_ratios)))])
 
     def buckets(self) -> list[SourceBucket]:
-        return [SourceBucket(key=bucket_key(*size), count=len(rows), pixel_size=size) for size, rows in self._indices.items()]
+        return [
+            SourceBucket(key=bucket_key(*size), count=len(rows), pixel_size=size)
+            for size, rows in self._indices.items()
+        ]
 
     def load(self, key: str, start: int, stop: int) -> SourceChunk:
         rows = next(rows for size, rows in self._indices.items() if bucket_key(*size) == key)[start:stop]
         scenes = [scene_attributes(self.config, int(i)) for i in rows]
         labels = np.array([s.label for s in scenes], dtype=np.int64) if self.num_classes else None
-        return SourceChunk(
-            data=render_scenes(scenes), index=rows, labels=labels, captions=[s.caption for s in scenes]
-        )
+        return SourceChunk(data=render_scenes(scenes), index=rows, labels=labels, captions=[s.caption for s in scenes])
 
 
 @attrs.frozen(kw_only=True)

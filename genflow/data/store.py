@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import attrs
@@ -65,12 +65,32 @@ def zarr_store(url: str, *, read_only: bool, storage_options: Mapping[str, Any] 
     try:
         if location.kind == "local":
             return LocalStore(location.path, read_only=read_only)
-        inner = "zip::" + location.path if location.kind == "zip" else location.path
-        return FsspecStore.from_url(inner, storage_options=dict(storage_options or {}), read_only=read_only)
+        if location.kind == "zip":
+            url = "zip::" + location.path
+            return _ArchiveStore.from_url(url, storage_options=dict(storage_options or {}), read_only=True)
+        return FsspecStore.from_url(location.path, storage_options=dict(storage_options or {}), read_only=read_only)
     except ImportError as exc:
         raise GenflowError(f"cannot open store '{url}': {exc} (install the fsspec backend it names)") from None
     except (FileNotFoundError, OSError) as exc:
         raise GenflowError(f"no genflow store at '{url}': {exc}") from None
+
+
+class _ArchiveStore(FsspecStore):
+    """``FsspecStore`` over an archive filesystem rooted at ``""``: zarr 3.1 lists ``"/<prefix>"``,
+    which fsspec's archive filesystems do not resolve, so listings drop the leading slash."""
+
+    async def list_dir(self, prefix: str) -> AsyncIterator[str]:
+        prefix = prefix.strip("/")
+        try:
+            entries = await self.fs._ls(prefix, detail=False)
+        except FileNotFoundError:
+            return
+        for entry in entries:
+            yield entry.strip("/").removeprefix(prefix).strip("/")
+
+    async def list_prefix(self, prefix: str) -> AsyncIterator[str]:
+        for entry in await self.fs._find(prefix.strip("/"), detail=False, maxdepth=None, withdirs=False):
+            yield entry.strip("/")
 
 
 @attrs.frozen(kw_only=True)
@@ -207,7 +227,9 @@ class LatentStore:
         return {"url": self.url, "storage_options": self.storage_options}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(LatentStore(state["url"], storage_options=state["storage_options"], validate=False).__dict__)
+        self.__dict__.update(
+            LatentStore(state["url"], storage_options=state["storage_options"], validate=False).__dict__
+        )
 
     @property
     def count(self) -> int:
@@ -235,16 +257,16 @@ def open_group(url: str, *, storage_options: Mapping[str, Any] | None = None) ->
     try:
         return zarr.open_group(store, mode="r")
     except (FileNotFoundError, zarr.errors.GroupNotFoundError, zarr.errors.NodeTypeValidationError, KeyError):
-        raise GenflowError(
-            f"no genflow store at '{url}'; create one with `genflow prepare --out {url}`"
-        ) from None
+        raise GenflowError(f"no genflow store at '{url}'; create one with `genflow prepare --out {url}`") from None
 
 
 def read_meta(group: zarr.Group, url: str) -> StoreMeta:
     """The store's ``StoreMeta``; other formats and versions are a ``GenflowError``."""
     data = group.attrs.get(ATTRS_KEY)
     if not isinstance(data, Mapping) or data.get("format") != FORMAT:
-        raise GenflowError(f"'{url}' is a zarr group but not a genflow store (no '{ATTRS_KEY}' attributes of format {FORMAT})")
+        raise GenflowError(
+            f"'{url}' is a zarr group but not a genflow store (no '{ATTRS_KEY}' attributes of format {FORMAT})"
+        )
     if data.get("version") != VERSION:
         raise GenflowError(
             f"store '{url}' has format version {data.get('version')!r}; this genflow reads version {VERSION} "

@@ -128,7 +128,7 @@ class Trainer:
                        optim_state_dict=state["optim"])
         self.ema.load_state_dict(state["ema"])
         extra = json.loads((path / TRAINER_STATE).read_text())
-        self.scheduler.load_state_dict(extra["scheduler"])
+        self.scheduler.load_state_dict({**extra["scheduler"], "lr_lambdas": [None]})
         self.loader.load_state_dict(extra["data"])
         self.step = step
 

@@ -47,7 +47,7 @@ class DdeConfig:
     the same RNG state.
     """
 
-    epsilon: float = 0.005
+    epsilon: float = attrs.field(default=0.005, validator=attrs.validators.gt(0.0))
     precision: Literal["fp32", "model"] = "fp32"
     batched: bool = True
 
@@ -60,7 +60,7 @@ def stencil(t: Tensor, t_min: Tensor, t_max: float, epsilon: float) -> tuple[Ten
     """
     h = torch.clamp((t_max - t_min) / 2, max=epsilon)
     a = torch.minimum(torch.maximum(t - h, t_min), t_max - 2 * h)
-    return a, a + 2 * h
+    return a, torch.clamp(a + 2 * h, max=t_max)  # the clamp only guards rounding
 
 
 class DDE(Derivative):

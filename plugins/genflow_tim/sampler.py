@@ -41,10 +41,10 @@ def time_grid(steps: int, *, shift: float = 1.0, t_max: float = 1.0) -> Tensor:
 class TransitionSampler(Sampler):
     """Deterministic (or, with ``stochasticity``, stochastic) transition sampling, TIM.md s7.
 
-    Pure: all state lives in the arguments. The time grid stays in float64; the network sees
-    times in at least fp32 and ``x`` in the noise's dtype. Guidance ``F = F_u + w (F_c - F_u)``
-    evaluates both branches as one ``2N`` batch; it is skipped when ``guidance == 1`` or the
-    condition has no labels.
+    Pure: all state lives in the arguments. The time grid stays in float64 and the running state
+    ``x_t`` in at least fp32; the network sees ``x_t`` in the noise's dtype and times in at least
+    fp32. Guidance ``F = F_u + w (F_c - F_u)`` evaluates both branches as one ``2N`` batch; it is
+    skipped when ``guidance == 1`` or the condition has no labels.
     """
 
     def __init__(self, config: TransitionSamplerConfig, *, path: Path, spec: DataSpec) -> None:
@@ -65,15 +65,15 @@ class TransitionSampler(Sampler):
         generator: torch.Generator | None = None,
     ) -> Tensor:
         grid = time_grid(steps, shift=self.shift, t_max=self.path.t_max)
-        x_t = noise
+        x_t = noise.to(torch.promote_types(noise.dtype, torch.float32))  # the state: at least fp32
         for i in range(steps):
             t, r = grid[i], grid[i + 1]
-            F = self.transition_velocity(backbone, x_t, t, r, cond, guidance)
+            F = self.transition_velocity(backbone, x_t.to(noise.dtype), t, r, cond, guidance).to(x_t.dtype)
             x_r = self.path.transition(x_t, F, t.expand(x_t.shape[0]), r.expand(x_t.shape[0]))
             if self.config.stochasticity > 0 and 0 < i < steps - 1:
                 x_r = self.stochastic_term(x_t, x_r, F, t, r, generator)
             x_t = x_r
-        return x_t
+        return x_t.to(noise.dtype)
 
     def guided(self, t: Tensor, cond: Condition, guidance: float) -> bool:
         """Whether step ``t`` runs classifier-free guidance (closed interval on ``t / t_max``)."""

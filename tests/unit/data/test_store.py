@@ -14,9 +14,7 @@ from .helpers import take, write_shapes
 
 @pytest.fixture(params=["local", "memory", "zip"])
 def any_url(request, tmp_path, memory_url) -> str:
-    return {"local": str(tmp_path / "s.zarr"), "memory": memory_url, "zip": f"zip::{tmp_path / 's.zip'}"}[
-        request.param
-    ]
+    return {"local": str(tmp_path / "s.zarr"), "memory": memory_url, "zip": f"zip::{tmp_path / 's.zip'}"}[request.param]
 
 
 def test_round_trip_is_bit_identical(any_url):

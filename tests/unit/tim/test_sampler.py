@@ -135,3 +135,14 @@ def test_trigflow_sampling_runs_from_pi_over_2():
 
     _sampler(path=TrigFlowPath()).sample(Probe(), _noise(), Condition(), steps=2)
     assert seen[0] == pytest.approx((math.pi / 2, math.pi / 4)) and seen[1][1] == 0.0
+
+
+def test_network_sees_the_noise_dtype_and_the_state_stays_fp32():
+    class Probe(LabelBackbone):
+        def forward(self, x_t, t, r, cond):
+            assert x_t.dtype == torch.bfloat16 and t.dtype == torch.float32
+            return x_t
+
+    noise = _noise().to(torch.bfloat16)
+    out = _sampler().sample(Probe(), noise, Condition(), steps=3)
+    assert out.dtype == torch.bfloat16

@@ -1,0 +1,45 @@
+"""Run ``genflow train`` in subprocesses (one process, or several through torchrun)."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import torch
+
+DEBUG = ["--config", "debug", "--no-progress"]
+
+
+def env() -> dict[str, str]:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def train_cmd(run_dir: pathlib.Path, *overrides: str, nproc: int = 1, resume: bool = False) -> list[str]:
+    launcher = [sys.executable, "-m", "genflow"] if nproc == 1 else [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", "-m", "genflow"]
+    return [*launcher, "train", *DEBUG, "--run-dir", str(run_dir), *(["--resume"] if resume else []), *overrides]
+
+
+def train(run_dir: pathlib.Path, *overrides: str, nproc: int = 1, resume: bool = False) -> None:
+    proc = subprocess.run(train_cmd(run_dir, *overrides, nproc=nproc, resume=resume), env=env(),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def losses(run_dir: pathlib.Path) -> dict[int, float]:
+    from genflow.train.logger import read_metrics
+
+    return {row["step"]: row["loss"] for row in read_metrics(run_dir)}
+
+
+def final_weights(run_dir: pathlib.Path) -> dict[str, torch.Tensor]:
+    return torch.load(run_dir / "model.pt", weights_only=True)["model"]
+
+
+def checkpoint_steps(run_dir: pathlib.Path) -> list[int]:
+    root = run_dir / "checkpoints"
+    return sorted(json.loads((p / "genflow.json").read_text())["step"] for p in root.glob("step_*")
+                  if not p.name.endswith(".tmp")) if root.is_dir() else []
