@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from genflow.errors import GenflowError
 
 SELECTORS = ("objective", "derivative", "backbone", "sampler", "path")
+DEFAULT_PRESET = "demo"
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -118,8 +119,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     run_dir = pathlib.Path(args.run_dir) if args.run_dir else None
     if run_dir is not None:
         _check_run_dir(run_dir, args.resume)
-    base = str(run_dir / "config.toml") if args.resume and run_dir is not None else None
-    config = _load_config(args, manager, base=base if args.config is None else None)
+    # Without --config a new run starts from the demo preset; a resumed one from its own config.
+    base = str(run_dir / "config.toml") if args.resume and run_dir is not None else DEFAULT_PRESET
+    config = _load_config(args, manager, base=base)
     run_dir = run_dir or _default_run_dir(config.objective.name)
     if args.dry_run:
         from genflow.config import to_toml

@@ -183,10 +183,19 @@ class Derivative(abc.ABC):
 
     Called under no-grad semantics: the result is detached. ``t_min`` (per row) and ``t_max``
     bound the times at which ``fn`` may be evaluated (``fn`` is defined for ``r <= t <= t_max``).
+
+    A provider with ``uses_output = True`` (e.g. ``dde1``) also accepts the keyword ``F_t``:
+    ``fn(x_t, t)`` as the caller's main (gradient) pass computed it, detached, so it can reuse that
+    pass instead of evaluating ``fn`` at ``t`` again. Callers pass ``F_t`` only to such providers
+    (the keyword is optional there), so providers written without it keep working unchanged.
     """
 
     #: False when the provider needs forward-mode AD through the backbone (``jvp``).
     forward_only: bool = True
+
+    #: True when ``time_derivative`` takes ``F_t=fn(x_t, t)`` from the caller's main pass; the
+    #: caller then runs that pass first and replays its RNG state for the provider's passes.
+    uses_output: bool = False
 
     @abc.abstractmethod
     def time_derivative(

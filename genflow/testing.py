@@ -18,6 +18,7 @@ import tempfile
 
 import torch
 
+from genflow.build import cache_dir as genflow_cache_dir
 from genflow.errors import ConfigError
 from genflow.interfaces import (
     Backbone,
@@ -155,13 +156,17 @@ def check_sampler(manager: PluginManager, name: str, backbone: str = "mlp") -> N
             torch.testing.assert_close(a, b)
 
 
-def check_dataset(manager: PluginManager, name: str, cache_dir: pathlib.Path | None = None) -> None:
-    """Batches of the declared shape; a loader resumed from ``state_dict`` continues exactly."""
+def check_dataset(manager: PluginManager, name: str, cache_dir: pathlib.Path | None = None,
+                  shared_cache: bool = True) -> None:
+    """Batches of the declared shape; a loader resumed from ``state_dict`` continues exactly.
+
+    Datasets prepared on first use go to ``cache_dir``, else genflow's cache (``GENFLOW_CACHE``)
+    when ``shared_cache``, else a temporary folder."""
     component, config = _component(manager, "dataset", name)
     if hasattr(config, "url"):  # a store reader needs a store: covered by the data tests
         return
     with tempfile.TemporaryDirectory() as tmp:
-        dataset = component.build(config, cache_dir=cache_dir or pathlib.Path(tmp))
+        dataset = component.build(config, cache_dir=cache_dir or (genflow_cache_dir() if shared_cache else pathlib.Path(tmp)))
         assert isinstance(dataset, Dataset)
         loader = dataset.loader(batch_size=4, rank=0, world_size=1, seed=3)
         assert isinstance(loader, BatchLoader)

@@ -104,7 +104,7 @@ class StoreDataset(Dataset):
         """``n`` random samples of the largest bucket (with replacement only when it is smaller)."""
         bucket = self.store.largest_bucket()
         rows = np.random.default_rng(seed).choice(bucket.count, size=n, replace=n > bucket.count)
-        reader = RowReader(self.store, normalize=self.options.normalize, cache_chunks=bucket.num_chunks)
+        reader = RowReader(self.store, normalize=self.options.normalize, cache_chunks=1)  # one pass, chunk by chunk
         return reader.read(bucket.key, rows.astype(np.int64))
 
     def reference(self, n: int, *, seed: int) -> Batch:

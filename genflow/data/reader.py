@@ -161,8 +161,9 @@ class RowReader:
             cache.popitem(last=False)
         return data
 
-    def read(self, key: str, rows: np.ndarray, flips: np.ndarray | None = None) -> RawBatch:
-        """Rows ``rows`` of bucket ``key`` (any order); ``flips`` selects mirrored latents."""
+    def read(self, key: str, rows: np.ndarray, flips: np.ndarray | None = None, *, raw: bool = False) -> RawBatch:
+        """Rows ``rows`` of bucket ``key`` (any order); ``flips`` selects mirrored latents; ``raw``
+        keeps ``x`` as stored latents (see :meth:`to_model`)."""
         bucket = self.store.buckets[key]
         latents = np.empty((len(rows), *bucket.sample_shape), dtype=bucket.arrays["latents"].dtype)
         labels = np.empty(len(rows), dtype=np.int64) if "labels" in bucket.arrays else None
@@ -182,7 +183,7 @@ class RowReader:
                 if out is not None:
                     out[where] = source[local]
         return RawBatch(
-            x=self._to_model(latents),
+            x=torch.from_numpy(latents) if raw else self.to_model(latents),
             labels=None if labels is None else torch.from_numpy(labels),
             captions=None if captions is None else [str(c) for c in captions],
             bucket=key,
@@ -190,7 +191,9 @@ class RowReader:
             source_index=index,
         )
 
-    def _to_model(self, latents: np.ndarray) -> Tensor:
+    def to_model(self, latents: np.ndarray | Tensor) -> Tensor:
+        """Stored latents -> float32 model space ``(latents - shift) * scale``."""
+        latents = latents.numpy() if isinstance(latents, Tensor) else latents
         shape = (-1,) + (1,) * (latents.ndim - 2)  # per channel: (C, 1, 1) or (D,)
         x = (latents.astype(np.float32) - self.shift.reshape(shape)) * self.scale.reshape(shape)
         return torch.from_numpy(x)
@@ -266,10 +269,12 @@ class StoreLoader(BatchLoader):
     def _worker_batches(self) -> Iterator[RawBatch]:
         stream = _WorkerStream(self, start=self._linear)
         loader = DataLoader(stream, batch_size=None, num_workers=self.options.num_workers, collate_fn=_passthrough)
+        # Workers send stored latents (uint8 for pixels: 4x less than float32 through shared memory).
+        normalizer = RowReader(self.store, normalize=self.options.normalize, cache_chunks=1)
         for item in loader:
             if isinstance(item, _Failure):
                 raise GenflowError(item.message)
-            yield item
+            yield _unpack(item, normalizer)
 
     def state_dict(self) -> dict[str, Any]:
         return {"epoch": self.epoch, "position": self.position, "global_batch": self.global_batch, "seed": self.seed}
@@ -283,10 +288,10 @@ class StoreLoader(BatchLoader):
         self.epoch, self.position = int(state["epoch"]), int(state["position"])
 
 
-def _read_planned(loader: StoreLoader, reader: RowReader, linear: int) -> RawBatch:
+def _read_planned(loader: StoreLoader, reader: RowReader, linear: int, *, raw: bool = False) -> RawBatch:
     epoch, position = divmod(linear, loader.batches_per_epoch)
     planned = loader.plan(epoch)[position].shard(loader.rank, loader.world_size)
-    return reader.read(planned.bucket, planned.rows, planned.flips)
+    return reader.read(planned.bucket, planned.rows, planned.flips, raw=raw)
 
 
 @attrs.frozen
@@ -300,6 +305,20 @@ def _passthrough(item: Any) -> Any:
     return item
 
 
+def _pack(batch: RawBatch) -> dict[str, Any]:
+    """Numpy arrays only: they cross the worker queue as pickled bytes, cheaper than torch
+    tensors' shared-memory segments for batches this small."""
+    fields = {f.name: getattr(batch, f.name) for f in attrs.fields(RawBatch)}
+    fields["x"] = batch.x.numpy()
+    fields["labels"] = None if batch.labels is None else batch.labels.numpy()
+    return fields
+
+
+def _unpack(fields: dict[str, Any], normalizer: RowReader) -> RawBatch:
+    labels = None if fields["labels"] is None else torch.from_numpy(fields["labels"])
+    return RawBatch(**{**fields, "x": normalizer.to_model(fields["x"]), "labels": labels})
+
+
 class _WorkerStream(IterableDataset):
     """Worker ``w`` of ``n`` reads the batches ``start + w``, ``start + w + n``, ...; the
     DataLoader returns workers' batches round-robin, which restores the plan's order."""
@@ -308,7 +327,7 @@ class _WorkerStream(IterableDataset):
         self.loader = loader
         self.start = start
 
-    def __iter__(self) -> Iterator[RawBatch | _Failure]:
+    def __iter__(self) -> Iterator[dict[str, Any] | _Failure]:
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
         options = self.loader.options
@@ -318,7 +337,7 @@ class _WorkerStream(IterableDataset):
         linear = self.start + worker
         while True:
             try:
-                yield _read_planned(self.loader, reader, linear)
+                yield _pack(_read_planned(self.loader, reader, linear, raw=True))
             except GenflowError as exc:
                 yield _Failure(str(exc))
                 return

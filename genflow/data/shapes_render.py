@@ -125,14 +125,23 @@ def _draw(
 def _backgrounds(backgrounds: Sequence[Background], ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
     """Grey backgrounds ``(N, H, W, 3)`` float32: plain, sinusoidal stripes or checks."""
     n, height, width = len(backgrounds), ys.shape[1], xs.shape[2]
+    plane = np.empty((n, height, width), dtype=np.float32)
+    plane[:] = np.array([b.grey for b in backgrounds], dtype=np.float32)[:, None, None]
+    textured = [i for i, b in enumerate(backgrounds) if b.kind != "plain"]
+    if textured:  # patterns only where needed: most scenes are plain by default
+        plane[textured] = _patterns([backgrounds[i] for i in textured], ys, xs)
+    return np.repeat(plane[..., None], 3, axis=-1)
+
+
+def _patterns(backgrounds: Sequence[Background], ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+    """Stripes (a sinusoid at ``angle``) or checks between ``grey`` and ``grey2``: ``(n, H, W)``."""
     grey = np.array([b.grey for b in backgrounds], dtype=np.float32)[:, None, None]
     grey2 = np.array([b.grey2 for b in backgrounds], dtype=np.float32)[:, None, None]
     period = np.array([max(b.period, 1.0) for b in backgrounds], dtype=np.float32)[:, None, None]
     angle = np.array([b.angle for b in backgrounds], dtype=np.float32)[:, None, None]
-    kind = np.array([b.kind for b in backgrounds])[:, None, None]
+    stripes = np.array([b.kind == "stripes" for b in backgrounds])[:, None, None]
     along = xs * np.cos(angle) + ys * np.sin(angle)
-    stripes = 0.5 + 0.5 * np.sin(2 * np.pi * along / period)
-    checks = (np.floor(xs / period) + np.floor(ys / period)) % 2
-    mix = np.where(kind == "stripes", stripes, np.where(kind == "checks", checks, 0.0))
-    plane = grey + (grey2 - grey) * mix  # (N, H, W)
-    return np.broadcast_to(plane[..., None], (n, height, width, 3)).astype(np.float32)
+    mix = np.where(
+        stripes, 0.5 + 0.5 * np.sin(2 * np.pi * along / period), (np.floor(xs / period) + np.floor(ys / period)) % 2
+    )
+    return grey + (grey2 - grey) * mix

@@ -24,6 +24,7 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import attrs
+import fsspec
 import numpy as np
 import zarr
 import zarr.errors
@@ -73,6 +74,14 @@ def zarr_store(url: str, *, read_only: bool, storage_options: Mapping[str, Any] 
         raise GenflowError(f"cannot open store '{url}': {exc} (install the fsspec backend it names)") from None
     except (FileNotFoundError, OSError) as exc:
         raise GenflowError(f"no genflow store at '{url}': {exc}") from None
+
+
+def filesystem(url: str, storage_options: Mapping[str, Any] | None = None) -> tuple[fsspec.AbstractFileSystem, str]:
+    """``fsspec.url_to_fs`` with a missing backend (s3fs, gcsfs, ...) as a ``GenflowError``."""
+    try:
+        return fsspec.url_to_fs(url, **dict(storage_options or {}))
+    except ImportError as exc:
+        raise GenflowError(f"cannot open '{url}': {exc} (install the fsspec backend it names)") from None
 
 
 class _ArchiveStore(FsspecStore):

@@ -18,12 +18,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
-import fsspec
 import numpy as np
 import zarr
 from zarr.codecs import ZstdCodec
 
-from genflow.data.store import ATTRS_KEY, FORMAT, VERSION, Location, StoreMeta, open_group, zarr_store
+from genflow.data.store import ATTRS_KEY, FORMAT, VERSION, Location, StoreMeta, filesystem, open_group, zarr_store
 from genflow.errors import GenflowError
 
 
@@ -104,6 +103,7 @@ class StoreWriter:
 
     def _check_target(self, overwrite: bool) -> None:
         """Refuse to replace a complete store (without ``overwrite``) or anything else."""
+        filesystem(self.location.path, self.storage_options)  # a missing fsspec backend fails here
         if self.location.kind == "zip" and _exists(self.location.path, self.storage_options):
             _refuse_unless_replaceable(self.url, _inspect(self.url, self.storage_options), overwrite)
         staged = _inspect(self.target, self.storage_options)
@@ -182,12 +182,12 @@ def _create_bucket(group: zarr.Group, layout: BucketLayout) -> None:
 
 
 def _exists(url: str, storage_options: Mapping[str, Any]) -> bool:
-    fs, path = fsspec.url_to_fs(url, **storage_options)
+    fs, path = filesystem(url, storage_options)
     return bool(fs.exists(path))
 
 
 def _is_empty(url: str, storage_options: Mapping[str, Any]) -> bool:
-    fs, path = fsspec.url_to_fs(url, **storage_options)
+    fs, path = filesystem(url, storage_options)
     return not fs.exists(path) or (fs.isdir(path) and not fs.ls(path))
 
 
@@ -205,7 +205,7 @@ def _staging_dir(location: Location) -> str:
 def _pack_zip(directory: str, url: str, storage_options: Mapping[str, Any]) -> None:
     """Pack ``directory`` into the zip archive ``url`` (stored, not recompressed: chunks are
     compressed already), through a temporary name so a failure leaves no partial archive."""
-    fs, path = fsspec.url_to_fs(url, **storage_options)
+    fs, path = filesystem(url, storage_options)
     partial = path + ".packing"
     with fs.open(partial, "wb") as raw, zipfile.ZipFile(raw, "w", zipfile.ZIP_STORED) as archive:
         for root, _, files in sorted(os.walk(directory)):

@@ -1,6 +1,7 @@
-"""Time-derivative providers ``dde`` (finite differences) and ``jvp`` (forward-mode AD), TIM.md section 4.
+"""Time-derivative providers ``dde`` (central differences), ``dde1`` (one-sided differences that
+reuse the main pass) and ``jvp`` (forward-mode AD), TIM.md section 4.
 
-Both compute ``dF/dt``, the total derivative of ``fn(x(t), t)`` along the tangent ``(dx_dt, 1)``
+All compute ``dF/dt``, the total derivative of ``fn(x(t), t)`` along the tangent ``(dx_dt, 1)``
 (``r`` and the condition are closed over by ``fn``, so ``dr/dt = 0``), detached, without
 advancing the global RNG.
 """
@@ -26,6 +27,25 @@ def preserved_rng(device: torch.device) -> Iterator[None]:
     pass of a provider sees the RNG state (e.g. dropout masks) the main forward pass will see."""
     devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices, device_type=device.type if devices else "cuda"):
+        yield
+
+
+def rng_snapshot(device: torch.device) -> list[Tensor]:
+    """The global CPU RNG state (and the CUDA one of ``device``), for ``replayed_rng``."""
+    states = [torch.get_rng_state()]
+    if device.type == "cuda":
+        states.append(torch.cuda.get_rng_state(device))
+    return states
+
+
+@contextlib.contextmanager
+def replayed_rng(device: torch.device, snapshot: list[Tensor]) -> Iterator[None]:
+    """Run a block from the RNG state of ``snapshot`` and restore the current state afterwards: a
+    provider called *after* the main pass sees the RNG state (dropout masks) that pass saw."""
+    with preserved_rng(device):
+        torch.set_rng_state(snapshot[0])
+        if device.type == "cuda":
+            torch.cuda.set_rng_state(snapshot[1], device)
         yield
 
 
@@ -122,6 +142,76 @@ class DDE(Derivative):
 
 
 # --------------------------------------------------------------------------------------------
+# DDE1: one-sided differences that reuse the main pass
+# --------------------------------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class OneSidedDdeConfig:
+    """Options of the ``dde1`` provider: ``epsilon`` is the step ``h`` of the one-sided difference.
+
+    There is no precision option: the difference reuses the main pass's output, so the extra pass
+    runs in the same context (autocast included) as that pass, and both share their rounding.
+    """
+
+    epsilon: float = attrs.field(default=0.005, validator=attrs.validators.gt(0.0))
+
+
+def one_sided_step(t: Tensor, t_min: Tensor, t_max: float, epsilon: float) -> Tensor:
+    """Signed step ``s`` of the one-sided difference at ``t`` inside ``[t_min, t_max]``.
+
+    Forward (``s = +e``) where ``t + e <= t_max``, else backward (``s = -e``) where ``t - e >= t_min``;
+    when neither fits, the longer side, shortened to the room left (0 on a zero-width interval).
+    """
+    up, down = t_max - t, t - t_min
+    forward = (up >= epsilon) | (up >= down)
+    return torch.where(forward, torch.clamp(up, min=0.0, max=epsilon), -torch.clamp(down, min=0.0, max=epsilon))
+
+
+class OneSidedDDE(Derivative):
+    """``dF/dt ~ [F(x_t + s dx, t + s) - F(x_t, t)] / s``, ``|s| = e``: first-order accurate (error
+    ``O(e)`` against ``O(e^2)`` for ``dde``), and one forward pass instead of two, because
+    ``F(x_t, t)`` is the caller's main pass (``uses_output``: the objective hands it over as ``F_t``).
+
+    On half a batch of ``t != r`` rows this costs about 1.17 fm steps against 1.33 for ``dde``.
+    Without ``F_t`` it evaluates both points itself, as one ``2N`` call.
+    """
+
+    forward_only = True
+    uses_output = True
+
+    def __init__(self, config: OneSidedDdeConfig | None = None) -> None:
+        self.config = config or OneSidedDdeConfig()
+
+    def time_derivative(
+        self,
+        fn: TimeFunction,
+        x_t: Tensor,
+        t: Tensor,
+        dx_dt: Tensor,
+        *,
+        t_min: Tensor | None = None,
+        t_max: float = 1.0,
+        F_t: Tensor | None = None,
+    ) -> Tensor:
+        dtype = torch.promote_types(x_t.dtype, torch.float32)
+        t = t.to(torch.promote_types(t.dtype, torch.float32))
+        t_lo = torch.zeros_like(t) if t_min is None else t_min.to(t.dtype)
+        t_s = t + one_sided_step(t, t_lo, t_max, self.config.epsilon)
+        x_s = (x_t.to(dtype) + expand_like(t_s - t, x_t).to(dtype) * dx_dt.to(dtype)).to(x_t.dtype)
+        with torch.no_grad(), preserved_rng(x_t.device):
+            if F_t is None:
+                F_s, F_t = fn(torch.cat([x_s, x_t]), torch.cat([t_s, t])).chunk(2)  # (2N, ...): one call
+            else:
+                F_s = fn(x_s, t_s)
+        # the actual (rounded) step; a zero step (zero-width interval) gives 0, not 0/0
+        step = (t_s - t).to(dtype)
+        step = torch.where(step == 0, torch.ones_like(step), step)
+        dF_dt = (F_s.to(dtype) - F_t.detach().to(dtype)) / expand_like(step, F_s)
+        return dF_dt.to(x_t.dtype)
+
+
+# --------------------------------------------------------------------------------------------
 # JVP: forward-mode AD
 # --------------------------------------------------------------------------------------------
 
@@ -166,6 +256,11 @@ class JVP(Derivative):
 def build_dde(config: DdeConfig) -> DDE:
     """Registry factory of the ``dde`` provider."""
     return DDE(config)
+
+
+def build_dde1(config: OneSidedDdeConfig) -> OneSidedDDE:
+    """Registry factory of the ``dde1`` provider."""
+    return OneSidedDDE(config)
 
 
 def build_jvp(config: object) -> JVP:

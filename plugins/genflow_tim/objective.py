@@ -25,6 +25,7 @@ from genflow.interfaces import (
     expand_like,
 )
 from genflow.timesteps import logit_normal, resolution_shift, shift_factor
+from genflow_tim.derivatives import replayed_rng, rng_snapshot
 
 Weighting = Literal["tangent", "linear", "odds", "constant"]
 WEIGHTINGS = ("tangent", "linear", "odds", "constant")
@@ -205,10 +206,13 @@ class TimObjective(Objective):
         x_t, v_t = self.path.interpolate(x, z, t), self.path.velocity(x, z, t)  # TIM.md s1
         if self.config.guidance_target:
             v_t = self.guided_velocity(backbone, x_t, v_t, t, cond)
-        # the derivative runs first: providers keep the RNG state, so their passes see the same
-        # dropout state as the main pass below
-        dF_dt = self.time_derivative(backbone, x_t, t, r, v_t, cond)
-        F = backbone(x_t, t, r, cond)  # (N, ...)
+        if self.derivative.uses_output:  # e.g. dde1: the main pass first, its output reused
+            F, dF_dt = self.forward_then_derivative(backbone, x_t, t, r, v_t, cond)
+        else:
+            # the derivative runs first: providers keep the RNG state, so their passes see the same
+            # dropout state as the main pass below
+            dF_dt = self.time_derivative(backbone, x_t, t, r, v_t, cond)
+            F = backbone(x_t, t, r, cond)  # (N, ...)
         F_hat = transition_target(self.path, x_t, v_t, dF_dt, t, r).detach()  # TIM.md Eq. 9
         return self.weighted_loss(F, F_hat, t, r)
 
@@ -252,18 +256,34 @@ class TimObjective(Objective):
         return v_t
 
     def time_derivative(
-        self, backbone: Backbone, x_t: Tensor, t: Tensor, r: Tensor, dx_dt: Tensor, cond: Condition
+        self, backbone: Backbone, x_t: Tensor, t: Tensor, r: Tensor, dx_dt: Tensor, cond: Condition,
+        F_t: Tensor | None = None,
     ) -> Tensor:
-        """``sg(dF/dt)`` along ``(dx_dt, 1, 0)`` on the ``t != r`` rows only; zeros on ``r = t`` rows."""
+        """``sg(dF/dt)`` along ``(dx_dt, 1, 0)`` on the ``t != r`` rows only; zeros on ``r = t`` rows.
+
+        ``F_t``: the main pass's output, handed to providers that reuse it (``uses_output``).
+        """
         dF_dt = torch.zeros_like(x_t)
         rows = (t != r).nonzero().squeeze(1)
         if rows.numel() == 0:
             return dF_dt
         fn = bind(backbone, r[rows], cond.index(rows))
+        reuse = {} if F_t is None else {"F_t": F_t.detach()[rows]}
         dF_dt[rows] = self.derivative.time_derivative(
-            fn, x_t[rows], t[rows], dx_dt[rows], t_min=r[rows], t_max=self.path.t_max
+            fn, x_t[rows], t[rows], dx_dt[rows], t_min=r[rows], t_max=self.path.t_max, **reuse
         ).to(x_t.dtype)
         return dF_dt.detach()
+
+    def forward_then_derivative(
+        self, backbone: Backbone, x_t: Tensor, t: Tensor, r: Tensor, dx_dt: Tensor, cond: Condition
+    ) -> tuple[Tensor, Tensor]:
+        """``(F, sg(dF/dt))`` for providers that reuse the main pass: ``F`` (with gradients) first,
+        then the provider's passes from the RNG state that pass started from (same dropout masks)."""
+        snapshot = rng_snapshot(x_t.device)
+        F = backbone(x_t, t, r, cond)  # (N, ...)
+        with replayed_rng(x_t.device, snapshot):
+            dF_dt = self.time_derivative(backbone, x_t, t, r, dx_dt, cond, F_t=F)
+        return F, dF_dt
 
     def per_sample_loss(self, F: Tensor, F_hat: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """``(L, mse, cos)`` per sample, ``(N,)``: ``L = mse + cos`` with ``cos = mean(1 - cos(F, F_hat))``
