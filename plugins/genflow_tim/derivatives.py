@@ -1,5 +1,5 @@
-"""Time-derivative providers ``dde`` (central differences), ``dde1`` (one-sided differences that
-reuse the main pass) and ``jvp`` (forward-mode AD), TIM.md section 4.
+"""Time-derivative providers ``dde`` (finite differences: central, or one-sided reusing the main
+pass) and ``jvp`` (forward-mode AD), TIM.md section 4.
 
 All compute ``dF/dt``, the total derivative of ``fn(x(t), t)`` along the tangent ``(dx_dt, 1)``
 (``r`` and the condition are closed over by ``fn``, so ``dr/dt = 0``), detached, without
@@ -58,18 +58,26 @@ def replayed_rng(device: torch.device, snapshot: list[Tensor]) -> Iterator[None]
 class DdeConfig:
     """Options of the ``dde`` provider.
 
-    ``epsilon``: half-width ``e`` of the central difference (TIM.md section 4, ``e = 0.005``).
-    ``precision``: ``"fp32"`` runs the two passes with autocast disabled on inputs of at least
-    fp32 (the reference runs them in bf16, where the ``1 / (2e)`` factor amplifies rounding ~100x);
+    ``epsilon``: half-width ``e`` of the central difference (TIM.md section 4, ``e = 0.005``), or
+    the step of the one-sided one.
+    ``precision``: ``"fp32"`` runs the passes with autocast disabled on inputs of at least fp32
+    (the reference runs them in bf16, where the ``1 / (2e)`` factor amplifies rounding ~100x);
     ``"model"`` runs them as the caller's context (autocast included) dictates.
     ``batched``: run both passes as one call of ``fn`` on a ``2N`` batch (needs a forward without
     dropout: the two halves would get different masks); otherwise two calls, each starting from
     the same RNG state.
+    ``stencil``: ``"central"`` evaluates ``F`` at ``t - e`` and ``t + e`` (error ``O(e^2)``);
+    ``"one-sided"`` evaluates it at ``t + e`` only (``t - e`` near ``t_max``) and reuses the
+    caller's main pass for ``F(t)`` (error ``O(e)``, one pass instead of two: about 1.17 fm steps
+    instead of 1.33 when half the rows need a derivative). The reuse needs both points in the same
+    precision: with ``precision = "fp32"`` under an active autocast (the main pass then ran in bf16)
+    the provider recomputes ``F(t)`` in fp32 itself, which is accurate but saves nothing.
     """
 
     epsilon: float = attrs.field(default=0.005, validator=attrs.validators.gt(0.0))
     precision: Literal["fp32", "model"] = "fp32"
     batched: bool = True
+    stencil: Literal["central", "one-sided"] = "central"
 
 
 def stencil(t: Tensor, t_min: Tensor, t_max: float, epsilon: float) -> tuple[Tensor, Tensor]:
@@ -83,17 +91,35 @@ def stencil(t: Tensor, t_min: Tensor, t_max: float, epsilon: float) -> tuple[Ten
     return a, torch.clamp(a + 2 * h, max=t_max)  # the clamp only guards rounding
 
 
+def one_sided_step(t: Tensor, t_min: Tensor, t_max: float, epsilon: float) -> Tensor:
+    """Signed step ``s`` of the one-sided difference at ``t`` inside ``[t_min, t_max]``.
+
+    Forward (``s = +e``) where ``t + e <= t_max``, else backward (``s = -e``) where ``t - e >= t_min``;
+    when neither fits, the longer side, shortened to the room left (0 on a zero-width interval).
+    """
+    up, down = t_max - t, t - t_min
+    forward = (up >= epsilon) | (up >= down)
+    return torch.where(forward, torch.clamp(up, min=0.0, max=epsilon), -torch.clamp(down, min=0.0, max=epsilon))
+
+
 class DDE(Derivative):
     """``dF/dt ~ [F(x_t + (b - t) dx, b) - F(x_t + (a - t) dx, a)] / (b - a)``, ``b - a = 2e`` (TIM.md s4).
 
     Only forward passes: works with fused attention, activation checkpointing and FSDP. On the
     linear path ``x_t + s v_t`` is exactly the re-interpolation ``x_{t+s}`` from the same ``(x, z)``.
+    With ``stencil = "one-sided"``: ``[F(x_t + s dx, t + s) - F(x_t, t)] / s``, ``|s| = e``, where
+    ``F(x_t, t)`` is the caller's main pass, handed over as ``F_t`` (``uses_output``).
     """
 
     forward_only = True
 
     def __init__(self, config: DdeConfig | None = None) -> None:
         self.config = config or DdeConfig()
+
+    @property
+    def uses_output(self) -> bool:  # type: ignore[override]
+        """True with the one-sided stencil: the objective hands over its main pass as ``F_t``."""
+        return self.config.stencil == "one-sided"
 
     def time_derivative(
         self,
@@ -104,7 +130,10 @@ class DDE(Derivative):
         *,
         t_min: Tensor | None = None,
         t_max: float = 1.0,
+        F_t: Tensor | None = None,
     ) -> Tensor:
+        if self.config.stencil == "one-sided":
+            return self._one_sided(fn, x_t, t, dx_dt, t_min, t_max, F_t)
         dtype = self._dtype(x_t)
         x, dx, t = x_t.to(dtype), dx_dt.to(dtype), t.to(dtype)
         t_lo = torch.zeros_like(t) if t_min is None else t_min.to(dtype)
@@ -116,6 +145,37 @@ class DDE(Derivative):
         width = torch.clamp(b - a, min=torch.finfo(dtype).tiny)
         dF_dt = (F_b.to(dtype) - F_a.to(dtype)) / expand_like(width, x)
         return dF_dt.to(x_t.dtype)
+
+    def _one_sided(
+        self, fn: TimeFunction, x_t: Tensor, t: Tensor, dx_dt: Tensor, t_min: Tensor | None, t_max: float,
+        F_t: Tensor | None,
+    ) -> Tensor:
+        """``[F(x_t + s dx, t + s) - F(x_t, t)] / s``, reusing ``F_t`` when it has the passes' precision."""
+        dtype = self._dtype(x_t)
+        t = t.to(torch.promote_types(t.dtype, torch.float32))
+        t_lo = torch.zeros_like(t) if t_min is None else t_min.to(t.dtype)
+        t_s = t + one_sided_step(t, t_lo, t_max, self.config.epsilon)
+        step = (t_s - t).to(dtype)  # the actual (rounded) step
+        x = x_t.to(dtype)
+        x_s = x + expand_like(step, x) * dx_dt.to(dtype)
+        if F_t is not None and not self._reusable(x_t):
+            F_t = None
+        with torch.no_grad(), self._precision(x.device):
+            if F_t is None:
+                F_s, F_t = self._passes(fn, x_s, t_s, x, t)
+            else:
+                # the same input dtype as the main pass: the two points share their rounding
+                with preserved_rng(x.device):
+                    F_s = fn(x_s.to(x_t.dtype), t_s)
+        step = torch.where(step == 0, torch.ones_like(step), step)  # zero-width interval: 0, not 0/0
+        dF_dt = (F_s.to(dtype) - F_t.detach().to(dtype)) / expand_like(step, x)
+        return dF_dt.to(x_t.dtype)
+
+    def _reusable(self, x_t: Tensor) -> bool:
+        """Whether the main pass ran in the precision of this provider's passes."""
+        if self.config.precision == "model":
+            return True
+        return x_t.dtype == self._dtype(x_t) and not torch.is_autocast_enabled(x_t.device.type)
 
     def _dtype(self, x_t: Tensor) -> torch.dtype:
         if self.config.precision == "fp32":
@@ -139,76 +199,6 @@ class DDE(Derivative):
         with preserved_rng(x_a.device):
             F_a = fn(x_a, a)
         return F_b, F_a
-
-
-# --------------------------------------------------------------------------------------------
-# DDE1: one-sided differences that reuse the main pass
-# --------------------------------------------------------------------------------------------
-
-
-@attrs.frozen(kw_only=True)
-class OneSidedDdeConfig:
-    """Options of the ``dde1`` provider: ``epsilon`` is the step ``h`` of the one-sided difference.
-
-    There is no precision option: the difference reuses the main pass's output, so the extra pass
-    runs in the same context (autocast included) as that pass, and both share their rounding.
-    """
-
-    epsilon: float = attrs.field(default=0.005, validator=attrs.validators.gt(0.0))
-
-
-def one_sided_step(t: Tensor, t_min: Tensor, t_max: float, epsilon: float) -> Tensor:
-    """Signed step ``s`` of the one-sided difference at ``t`` inside ``[t_min, t_max]``.
-
-    Forward (``s = +e``) where ``t + e <= t_max``, else backward (``s = -e``) where ``t - e >= t_min``;
-    when neither fits, the longer side, shortened to the room left (0 on a zero-width interval).
-    """
-    up, down = t_max - t, t - t_min
-    forward = (up >= epsilon) | (up >= down)
-    return torch.where(forward, torch.clamp(up, min=0.0, max=epsilon), -torch.clamp(down, min=0.0, max=epsilon))
-
-
-class OneSidedDDE(Derivative):
-    """``dF/dt ~ [F(x_t + s dx, t + s) - F(x_t, t)] / s``, ``|s| = e``: first-order accurate (error
-    ``O(e)`` against ``O(e^2)`` for ``dde``), and one forward pass instead of two, because
-    ``F(x_t, t)`` is the caller's main pass (``uses_output``: the objective hands it over as ``F_t``).
-
-    On half a batch of ``t != r`` rows this costs about 1.17 fm steps against 1.33 for ``dde``.
-    Without ``F_t`` it evaluates both points itself, as one ``2N`` call.
-    """
-
-    forward_only = True
-    uses_output = True
-
-    def __init__(self, config: OneSidedDdeConfig | None = None) -> None:
-        self.config = config or OneSidedDdeConfig()
-
-    def time_derivative(
-        self,
-        fn: TimeFunction,
-        x_t: Tensor,
-        t: Tensor,
-        dx_dt: Tensor,
-        *,
-        t_min: Tensor | None = None,
-        t_max: float = 1.0,
-        F_t: Tensor | None = None,
-    ) -> Tensor:
-        dtype = torch.promote_types(x_t.dtype, torch.float32)
-        t = t.to(torch.promote_types(t.dtype, torch.float32))
-        t_lo = torch.zeros_like(t) if t_min is None else t_min.to(t.dtype)
-        t_s = t + one_sided_step(t, t_lo, t_max, self.config.epsilon)
-        x_s = (x_t.to(dtype) + expand_like(t_s - t, x_t).to(dtype) * dx_dt.to(dtype)).to(x_t.dtype)
-        with torch.no_grad(), preserved_rng(x_t.device):
-            if F_t is None:
-                F_s, F_t = fn(torch.cat([x_s, x_t]), torch.cat([t_s, t])).chunk(2)  # (2N, ...): one call
-            else:
-                F_s = fn(x_s, t_s)
-        # the actual (rounded) step; a zero step (zero-width interval) gives 0, not 0/0
-        step = (t_s - t).to(dtype)
-        step = torch.where(step == 0, torch.ones_like(step), step)
-        dF_dt = (F_s.to(dtype) - F_t.detach().to(dtype)) / expand_like(step, F_s)
-        return dF_dt.to(x_t.dtype)
 
 
 # --------------------------------------------------------------------------------------------
@@ -256,11 +246,6 @@ class JVP(Derivative):
 def build_dde(config: DdeConfig) -> DDE:
     """Registry factory of the ``dde`` provider."""
     return DDE(config)
-
-
-def build_dde1(config: OneSidedDdeConfig) -> OneSidedDDE:
-    """Registry factory of the ``dde1`` provider."""
-    return OneSidedDDE(config)
 
 
 def build_jvp(config: object) -> JVP:

@@ -206,7 +206,7 @@ class TimObjective(Objective):
         x_t, v_t = self.path.interpolate(x, z, t), self.path.velocity(x, z, t)  # TIM.md s1
         if self.config.guidance_target:
             v_t = self.guided_velocity(backbone, x_t, v_t, t, cond)
-        if self.derivative.uses_output:  # e.g. dde1: the main pass first, its output reused
+        if self.derivative.uses_output:  # e.g. one-sided dde: the main pass first, reused
             F, dF_dt = self.forward_then_derivative(backbone, x_t, t, r, v_t, cond)
         else:
             # the derivative runs first: providers keep the RNG state, so their passes see the same

@@ -27,9 +27,7 @@ def genflow_derivatives() -> list[Component]:
 
     return [
         Component(name="dde", config=derivatives.DdeConfig, build=derivatives.build_dde,
-                  description="dF/dt by central differences (forward passes only; FSDP-safe)"),
-        Component(name="dde1", config=derivatives.OneSidedDdeConfig, build=derivatives.build_dde1,
-                  description="dF/dt by one-sided differences reusing the main pass (1 extra pass, 1st order)"),
+                  description="dF/dt by finite differences, central or one-sided (forward passes only; FSDP-safe)"),
         Component(name="jvp", build=derivatives.build_jvp,
                   description="dF/dt by forward-mode AD (torch.func.jvp; exact, no FSDP)"),
     ]

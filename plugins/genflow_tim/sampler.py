@@ -69,7 +69,7 @@ class TransitionSampler(Sampler):
         for i in range(steps):
             t, r = grid[i], grid[i + 1]
             F = self.transition_velocity(backbone, x_t.to(noise.dtype), t, r, cond, guidance).to(x_t.dtype)
-            x_r = self.path.transition(x_t, F, t.expand(x_t.shape[0]), r.expand(x_t.shape[0]))
+            x_r = self.path.transition(x_t, F, t.reshape(1), r.reshape(1))  # (1,) times broadcast over rows
             if self.config.stochasticity > 0 and 0 < i < steps - 1:
                 x_r = self.stochastic_term(x_t, x_r, F, t, r, generator)
             x_t = x_r

@@ -27,9 +27,11 @@ GROUPS = 8
 class UNetConfig:
     """``channels``: width per resolution level (each level halves H and W); ``blocks_per_level``:
     residual blocks per level on the way down and up; ``attention``: self-attention after the middle
-    block (lowest resolution)."""
+    block (lowest resolution); ``patch``: space-to-depth factor of the stem (``p x p`` pixels become
+    one position with ``C p^2`` channels, undone at the output), which divides the cost by ``p^2``."""
 
     channels: tuple[int, ...] = (32, 64, 128)
+    patch: int = 2
     blocks_per_level: int = 1
     embedding_dim: int = 128
     attention: bool = True
@@ -102,13 +104,14 @@ class UNet(Backbone):
         _check(config, spec)
         chs, e, n = config.channels, config.embedding_dim, config.blocks_per_level
         self.in_channels = spec.shape[0]
+        self.patch = config.patch
         self.num_classes = spec.num_classes
         self.levels = len(chs)
         # TIM.md section 9: decoupled embeddings of raw t and of t - r, plus a class with a null class.
         self.phi_t = TimestepEmbedder(e)
         self.phi_dt = TimestepEmbedder(e)
         self.class_embedding = nn.Embedding(self.num_classes + 1, e) if self.num_classes else None
-        self.conv_in = nn.Conv2d(self.in_channels, chs[0], 3, padding=1)
+        self.conv_in = nn.Conv2d(self.in_channels * self.patch**2, chs[0], 3, padding=1)
         self.down = nn.ModuleList()
         self.downsample = nn.ModuleList()
         ch = chs[0]
@@ -126,7 +129,7 @@ class UNet(Backbone):
             self.upsample.append(Upsample(chs[i], chs[i - 1]) if i > 0 else nn.Identity())
         ch = chs[0]
         self.norm_out = nn.GroupNorm(GROUPS, ch)
-        self.conv_out = nn.Conv2d(ch, self.in_channels, 3, padding=1)
+        self.conv_out = nn.Conv2d(ch, self.in_channels * self.patch**2, 3, padding=1)
 
     def init_weights(self) -> None:
         """PyTorch's default layer initialisation, zero output convolution and zero attention
@@ -156,7 +159,8 @@ class UNet(Backbone):
     def forward(self, x_t: Tensor, t: Tensor, r: Tensor, cond: Condition) -> Tensor:
         self._check_input(x_t)
         c = self.embed_condition(t, r, cond)  # (N, e)
-        h = self.conv_in(x_t.to(self.conv_in.weight.dtype))  # (N, ch0, H, W), in the parameters' dtype
+        h = F.pixel_unshuffle(x_t.to(self.conv_in.weight.dtype), self.patch)  # (N, C p^2, H / p, W / p)
+        h = self.conv_in(h)  # (N, ch0, H / p, W / p), in the parameters' dtype
         skips = []
         for blocks, downsample in zip(self.down, self.downsample, strict=True):
             for block in blocks:
@@ -168,10 +172,11 @@ class UNet(Backbone):
             for block in blocks:
                 h = block(torch.cat([h, skips.pop()], dim=1), c)
             h = upsample(h)  # doubles H, W except at the top level
-        return self.conv_out(F.silu(self.norm_out(h))).to(x_t.dtype)  # (N, C, H, W)
+        out = self.conv_out(F.silu(self.norm_out(h)))  # (N, C p^2, H / p, W / p)
+        return F.pixel_shuffle(out, self.patch).to(x_t.dtype)  # (N, C, H, W)
 
     def _check_input(self, x_t: Tensor) -> None:
-        factor = 2 ** (self.levels - 1)
+        factor = self.patch * 2 ** (self.levels - 1)
         if x_t.dim() != 4 or x_t.shape[1] != self.in_channels:
             raise ValueError(f"unet expects (N, {self.in_channels}, H, W), got {tuple(x_t.shape)}")
         H, W = x_t.shape[2:]
@@ -186,6 +191,8 @@ def _check(config: UNetConfig, spec: DataSpec) -> None:
         raise ConfigError("backbone 'unet' has no text conditioning; use class labels")
     if not config.channels or any(ch <= 0 or ch % GROUPS for ch in config.channels):
         raise ConfigError(f"backbone.channels must be positive multiples of {GROUPS}, got {config.channels}")
+    if config.patch < 1:
+        raise ConfigError(f"backbone.patch must be >= 1, got {config.patch}")
     if config.blocks_per_level < 1 or config.embedding_dim < 2:
         raise ConfigError("backbone.blocks_per_level must be >= 1 and backbone.embedding_dim >= 2")
 

@@ -11,7 +11,7 @@ from genflow.errors import ConfigError
 from genflow.interfaces import Condition, DataSpec
 
 SPEC = DataSpec(shape=(3, 8, 8), num_classes=10)
-SMALL = UNetConfig(channels=(8, 16, 16), embedding_dim=16)
+SMALL = UNetConfig(channels=(8, 16, 16), embedding_dim=16, patch=1)
 
 
 def make(config: UNetConfig = SMALL, spec: DataSpec = SPEC, *, seed: int = 0) -> UNet:
@@ -45,6 +45,16 @@ def test_output_shape_any_size(size: tuple[int, int]) -> None:
     out = model(x, times(0.9, 0.5), times(0.1, 0.5), Condition(labels=torch.tensor([0, 10])))
     assert out.shape == x.shape
     assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("size", [(8, 8), (16, 24)])
+def test_space_to_depth_stem_keeps_shapes(size: tuple[int, int]) -> None:
+    model = perturb_zero_init(make(UNetConfig(channels=(8, 16), embedding_dim=16, patch=2)))
+    x = torch.randn(2, 3, *size)
+    out = model(x, times(0.9, 0.5), times(0.1, 0.5), Condition(labels=torch.tensor([0, 10])))
+    assert out.shape == x.shape and torch.isfinite(out).all()
+    with pytest.raises(ValueError, match="divisible by 4"):
+        model(torch.randn(1, 3, 8, 6), times(0.5), times(0.1), Condition())
 
 
 def test_default_config_size_and_zero_output_at_init() -> None:

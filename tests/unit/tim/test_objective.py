@@ -330,7 +330,7 @@ def test_registered_components():
     objectives = {c.name: c for c in plugin.genflow_objectives()}
     assert objectives["tim"].config is TimObjectiveConfig
     assert objectives["tim"].defaults == {"sampler": "transition"}
-    assert {c.name for c in plugin.genflow_derivatives()} == {"dde", "jvp"}
+    assert {"dde", "jvp"} <= {c.name for c in plugin.genflow_derivatives()}
     assert {c.name for c in plugin.genflow_samplers()} == {"transition"}
     (trig,) = plugin.genflow_paths()
     assert trig.name == "trigflow" and isinstance(trig.build(trig.config()), TrigFlowPath)
