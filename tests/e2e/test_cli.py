@@ -112,3 +112,12 @@ def test_console_script_exit_code_and_no_traceback():
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == ["genflow: error: train.lr: expected a number, got 'fast'"]
+
+
+@pytest.mark.parametrize(("preset", "millions"), [("B/4", 128.8), ("XL/2", 664.1)])
+def test_model_info_counts_the_reference_presets(capsys, preset, millions):
+    code, out, err = run_cli(capsys, "model-info", "--backbone", "tim-dit", f"backbone.preset={preset}",
+                             "--shape", "4,32,32", "--classes", "1000")
+    assert code == 0, err
+    count = int(out.split("parameters: ")[1].split()[0].replace(",", ""))
+    assert abs(count / 1e6 - millions) / millions < 0.01
