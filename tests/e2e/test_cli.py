@@ -121,3 +121,23 @@ def test_model_info_counts_the_reference_presets(capsys, preset, millions):
     assert code == 0, err
     count = int(out.split("parameters: ")[1].split()[0].replace(",", ""))
     assert abs(count / 1e6 - millions) / millions < 0.01
+
+
+@pytest.mark.parametrize(
+    "selectors",
+    [
+        ["--derivative", "dde"],
+        ["--derivative", "jvp"],
+        ["--objective", "fm"],
+        ["--backbone", "unet", "backbone.channels=[8, 16]"],
+        ["--path", "trigflow"],
+    ],
+    ids=["tim-dde", "tim-jvp", "fm", "unet", "trigflow"],
+)
+def test_train_and_sample_on_a_tiny_image_preset(capsys, tmp_path, selectors):
+    run = tmp_path / "run"
+    code, _, err = run_cli(capsys, "train", "--config", "debug-image", *selectors, "--run-dir", str(run), "--no-progress")
+    assert code == 0, err
+    code, out, err = run_cli(capsys, "sample", str(run), "--steps", "1,2", "--num", "4", "--class", "3")
+    assert code == 0, err
+    assert np.load(run / "samples" / "samples_2steps.npy").shape == (4, 3, 16, 16)
