@@ -132,6 +132,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     trainer = Trainer(config, manager, run_dir, resume=args.resume, progress=not args.no_progress)
     step = trainer.run()
+    if trainer.stopped_by:
+        return 128 + trainer.stopped_by  # the shell's convention for "ended by signal N"
     if trainer.world.is_main:
         print(f"genflow: trained to step {step}; run folder: {run_dir}")
     return 0

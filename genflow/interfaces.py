@@ -184,7 +184,7 @@ class Derivative(abc.ABC):
     Called under no-grad semantics: the result is detached. ``t_min`` (per row) and ``t_max``
     bound the times at which ``fn`` may be evaluated (``fn`` is defined for ``r <= t <= t_max``).
 
-    A provider with ``uses_output = True`` (e.g. ``dde1``) also accepts the keyword ``F_t``:
+    A provider with ``uses_output = True`` (e.g. one-sided ``dde``) also accepts the keyword ``F_t``:
     ``fn(x_t, t)`` as the caller's main (gradient) pass computed it, detached, so it can reuse that
     pass instead of evaluating ``fn`` at ``t`` again. Callers pass ``F_t`` only to such providers
     (the keyword is optional there), so providers written without it keep working unchanged.
@@ -299,11 +299,70 @@ class Dataset(abc.ABC):
         return x
 
 
+@attrs.frozen(kw_only=True)
+class EvalContext:
+    """What metrics share while one run is evaluated: its ``dataset`` (reference samples and
+    ``decode``), its ``path`` (the interpolant its sampler integrates, for exact flow maps), the
+    ``device``, the evaluation ``seed``, and a ``cache`` that keeps work done once per run (a loaded
+    classifier, reference features) across metrics and step counts; use :meth:`memo`."""
+
+    dataset: Dataset
+    path: Path
+    device: torch.device = torch.device("cpu")
+    seed: int = 0
+    cache: dict[str, Any] = attrs.field(factory=dict)
+
+    def memo(self, key: str, compute: Callable[[], Any]) -> Any:
+        """``cache[key]``, computed by ``compute()`` on first use."""
+        if key not in self.cache:
+            self.cache[key] = compute()
+        return self.cache[key]
+
+
+@attrs.frozen(kw_only=True)
+class EvalSamples:
+    """One step count's samples, row-aligned with what produced them.
+
+    ``samples``: ``(N, ...)`` in data space (decoded: pixels in [-1, 1], or points); ``noise``: the
+    model-space noise at ``t = t_max`` they were sampled from (the same for every step count);
+    ``cond``: the condition asked for (``labels``); ``captions``: the captions asked for, when the
+    samples were caption-conditioned; ``steps``: the step count. ``cache`` is shared by the metrics
+    of this step count (features of the samples); use :meth:`memo`.
+    """
+
+    samples: Tensor
+    noise: Tensor
+    cond: Condition = Condition()
+    steps: int = 1
+    captions: list[str] | None = None
+    cache: dict[str, Any] = attrs.field(factory=dict)
+
+    def memo(self, key: str, compute: Callable[[], Any]) -> Any:
+        """``cache[key]``, computed by ``compute()`` on first use."""
+        if key not in self.cache:
+            self.cache[key] = compute()
+        return self.cache[key]
+
+
 class Metric(abc.ABC):
-    """A quality metric between generated and reference samples; lower is better unless
-    ``higher_is_better``."""
+    """A quality metric of generated samples, one number per step count.
+
+    Lower is better unless ``higher_is_better``. ``applies_to`` says whether the metric fits a
+    dataset (``genflow eval`` runs every metric that fits unless ``--metrics`` names some);
+    ``prepare`` runs once per evaluated run before any sampling (load weights, train or check a
+    feature network, reference statistics), so missing inputs fail before minutes of sampling.
+    Errors the user can fix are ``GenflowError`` (one line, exit code 2).
+    """
 
     higher_is_better: bool = False
 
+    def applies_to(self, dataset: Dataset) -> bool:
+        """Whether this metric can score samples of ``dataset``."""
+        return True
+
+    def prepare(self, context: EvalContext) -> None:  # noqa: B027
+        """One-time work for ``context``'s run, before sampling."""
+
     @abc.abstractmethod
-    def __call__(self, samples: Batch, dataset: Dataset) -> float: ...
+    def __call__(self, batch: EvalSamples, context: EvalContext) -> float:
+        """The metric of ``batch`` (a finite float)."""

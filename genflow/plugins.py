@@ -7,6 +7,7 @@ import importlib.metadata
 import os
 import sys
 from collections.abc import Iterable
+from typing import Any
 
 import attrs
 import pluggy
@@ -70,12 +71,20 @@ class PluginManager:
             try:
                 plugin = ep.load()
             except Exception as exc:  # a broken third-party plugin must not break the CLI
-                self.warnings.append(
-                    f"plugin '{ep.name}' ({ep.value}) failed to import and was skipped: "
-                    f"{type(exc).__name__}: {exc} (block it with -p no:{ep.name})"
-                )
+                self._warn(ep.name, f"({ep.value}) failed to import and was skipped", exc)
                 continue
-            self.pm.register(plugin, name=ep.name)
+            try:
+                self.pm.register(plugin, name=ep.name)
+                self.pm.check_pending()  # a hook name genflow does not define (e.g. a typo) fails here
+            except pluggy.PluginValidationError as exc:
+                if self.pm.has_plugin(ep.name):
+                    self.pm.unregister(name=ep.name)
+                self._warn(ep.name, f"({ep.value}) does not match genflow's hook specs and was skipped", exc)
+
+    def _warn(self, plugin_name: str, what: str, exc: BaseException) -> None:
+        line = f"plugin '{plugin_name}' {what}: {type(exc).__name__}: {exc} (block it with -p no:{plugin_name})"
+        if line not in self.warnings:
+            self.warnings.append(line)
 
     def register(self, plugin: object, name: str) -> None:
         """Register a plugin object after start-up (tests, notebooks) and re-index components."""
@@ -88,7 +97,7 @@ class PluginManager:
         for kind, hook_name in KINDS.items():
             for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
                 plugin_name = self.pm.get_name(impl.plugin) or repr(impl.plugin)
-                for component in impl.function() or ():
+                for component in self._registrations(impl, hook_name, plugin_name):
                     seen = table[kind].get(component.name)
                     if seen is not None:
                         raise GenflowError(
@@ -97,6 +106,22 @@ class PluginManager:
                         )
                     table[kind][component.name] = Registered(component=component, plugin=plugin_name)
         return table
+
+    def _registrations(self, impl: pluggy.HookImpl, hook_name: str, plugin_name: str) -> list[Component]:
+        """The components one plugin's registration hook returns; a hook that raises (e.g. a lazy import
+        of a missing dependency) or returns something else is reported and contributes nothing."""
+        try:
+            returned: Any = impl.function()
+            components = list(returned or ())
+        except Exception as exc:  # a broken third-party plugin must not break the CLI
+            self._warn(plugin_name, f"failed in {hook_name} and its components were skipped", exc)
+            return []
+        wrong = [c for c in components if not isinstance(c, Component)]
+        if wrong:
+            error = TypeError(f"expected a list of genflow.registry.Component, got {wrong[0]!r}")
+            self._warn(plugin_name, f"returned something else from {hook_name}; its components were skipped", error)
+            return []
+        return components
 
     def names(self, kind: str) -> list[str]:
         return sorted(self.components[kind])

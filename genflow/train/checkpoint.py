@@ -58,14 +58,23 @@ def save(state: dict[str, Any], run_dir: pathlib.Path, step: int, world: World, 
             shutil.rmtree(stale, ignore_errors=True)
         tmp.mkdir(parents=True)
     barrier(world)
-    with warnings.catch_warnings():  # DCP warns that a single process saves without a process group
-        warnings.filterwarnings("ignore", message="torch.distributed is disabled")
-        dcp.save(state, checkpoint_id=str(tmp), no_dist=not world.distributed)
+    try:
+        with warnings.catch_warnings():  # DCP warns that a single process saves without a process group
+            warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+            dcp.save(state, checkpoint_id=str(tmp), no_dist=not world.distributed)
+        if world.is_main:
+            for name, text in (extra or {}).items():
+                (tmp / name).write_text(text)
+            (tmp / "genflow.json").write_text(json.dumps({"step": step, "world_size": world.world_size}))
+    except Exception as exc:  # a full disk, a quota, a vanished folder: DCP raises on every rank
+        if world.is_main:
+            shutil.rmtree(tmp, ignore_errors=True)
+        previous = latest_checkpoint(run_dir)
+        kept = f"the previous checkpoint {previous[1]} is intact" if previous else "no earlier checkpoint exists"
+        reason = str(exc).strip().splitlines()[-1][:200] if str(exc).strip() else type(exc).__name__
+        raise GenflowError(f"saving the checkpoint of step {step} failed ({reason}); {kept}") from None
     barrier(world)
     if world.is_main:
-        for name, text in (extra or {}).items():
-            (tmp / name).write_text(text)
-        (tmp / "genflow.json").write_text(json.dumps({"step": step, "world_size": world.world_size}))
         if final.exists():
             shutil.rmtree(final)
         tmp.rename(final)

@@ -33,6 +33,7 @@ from genflow.train.distributed import World, all_reduce_mean, barrier, init_worl
 from genflow.train.ema import EMA
 from genflow.train.logger import RunLogger
 from genflow.train.schedule import lr_lambda
+from genflow.train.signals import StopRequest
 from genflow.visualize import plot_samples
 
 RESOLVED_CONFIG = "config.toml"
@@ -53,6 +54,11 @@ def split_batch(batch: Batch, parts: int) -> list[Batch]:
 
 def to_device(batch: Batch, device: torch.device) -> Batch:
     return Batch(x=batch.x.to(device, non_blocking=True), cond=batch.cond.to(device))
+
+
+def _has_spatial_conv(model: torch.nn.Module) -> bool:
+    """Whether ``model`` has a 2-D convolution with a kernel larger than 1x1."""
+    return any(isinstance(m, torch.nn.Conv2d) and m.kernel_size != (1, 1) for m in model.modules())
 
 
 class Trainer:
@@ -81,6 +87,7 @@ class Trainer:
             world_size=self.world.world_size, seed=self.train.seed,
         )
         self.step = 0
+        self.stopped_by = 0
         if resume:
             self._resume()
         self.logger = RunLogger(run_dir, enabled=self.world.is_main, total_steps=self.train.steps,
@@ -106,6 +113,11 @@ class Trainer:
         materialize(model, self.world.device, self.train.seed)
         if self.world.distributed:
             shard(model, bf16_params=self.train.fsdp_mixed_precision)
+        elif self.world.device.type == "cpu" and _has_spatial_conv(model):
+            # oneDNN convolutions run ~10% faster (forward without grad ~20%) on channels-last
+            # weights, and the layout follows from the weights to every activation. FSDP2 cannot
+            # shard non-contiguous parameters, so sharded models keep the default layout.
+            model.to(memory_format=torch.channels_last)
         if self.train.compile:
             for unit in model.fsdp_units() or [model]:
                 unit.compile()
@@ -180,7 +192,12 @@ class Trainer:
     # ---------------------------------------------------------------- the loop
 
     def run(self) -> int:
-        """Train until ``train.steps``; returns the final step."""
+        """Train until ``train.steps`` (or a SIGTERM / SIGINT: checkpoint, then stop); returns the
+        final step. ``self.stopped_by`` is the signal number that stopped the run early, else 0."""
+        with StopRequest() as stop:
+            return self._run(stop)
+
+    def _run(self, stop: StopRequest) -> int:
         if self.world.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / RESOLVED_CONFIG).write_text(cfg.to_toml(self.config))
@@ -216,7 +233,19 @@ class Trainer:
                 self._log_sample_grids()
             if self.train.checkpoint_every and self.step % self.train.checkpoint_every == 0:
                 self.save_checkpoint()
+            if self.step < self.train.steps and (signum := stop.agreed(self.world)):
+                return self._stop_early(signum)
         self._finish()
+        return self.step
+
+    def _stop_early(self, signum: int) -> int:
+        latest = checkpoint.latest_checkpoint(self.run_dir)
+        if latest is None or latest[0] != self.step:
+            self.save_checkpoint()
+        self.logger.message(f"genflow: stopped by signal {signum} at step {self.step}; checkpoint saved. "
+                            f"Continue with: genflow train --resume --run-dir {self.run_dir}")
+        self.logger.close()
+        self.stopped_by = signum
         return self.step
 
     def _finish(self) -> None:
