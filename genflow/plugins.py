@@ -74,15 +74,18 @@ class PluginManager:
                 self._warn(ep.name, f"({ep.value}) failed to import and was skipped", exc)
                 continue
             try:
-                self.pm.register(plugin, name=ep.name)
+                self.pm.register(plugin, name=ep.name)  # checks hook arguments against the specs
                 self.pm.check_pending()  # a hook name genflow does not define (e.g. a typo) fails here
-            except pluggy.PluginValidationError as exc:
+            except (pluggy.PluginValidationError, ValueError) as exc:  # ValueError: module registered twice
+                if isinstance(exc, pluggy.PluginValidationError) and exc.plugin is not plugin:
+                    raise  # another plugin's fault (only built-ins are registered unchecked before this one)
                 if self.pm.has_plugin(ep.name):
                     self.pm.unregister(name=ep.name)
-                self._warn(ep.name, f"({ep.value}) does not match genflow's hook specs and was skipped", exc)
+                self._warn(ep.name, f"({ep.value}) could not be registered and was skipped", exc)
 
     def _warn(self, plugin_name: str, what: str, exc: BaseException) -> None:
-        line = f"plugin '{plugin_name}' {what}: {type(exc).__name__}: {exc} (block it with -p no:{plugin_name})"
+        detail = " ".join(str(exc).split())  # one line, whatever the exception's message looks like
+        line = f"plugin '{plugin_name}' {what}: {type(exc).__name__}: {detail} (block it with -p no:{plugin_name})"
         if line not in self.warnings:
             self.warnings.append(line)
 
