@@ -37,7 +37,12 @@ class Selection:
 
 @attrs.frozen(kw_only=True)
 class TrainConfig:
-    """The trainer's settings. ``batch_size`` is the global batch (split across ranks)."""
+    """The trainer's settings. ``batch_size`` is the global batch (split across ranks).
+
+    ``max_minutes`` > 0 ends training early (with the usual final checkpoint, weights and samples)
+    once the loop has run that long: a wall-clock budget for demos and time-limited jobs. Runs that
+    finish their ``steps`` first are unaffected.
+    """
 
     steps: int = 2000
     batch_size: int = 256
@@ -61,6 +66,7 @@ class TrainConfig:
     activation_checkpointing: bool = False
     fsdp_mixed_precision: bool = False
     max_nonfinite_steps: int = 10
+    max_minutes: float = 0.0
 
 
 @attrs.frozen(kw_only=True)

@@ -85,3 +85,11 @@ def all_reduce_mean(value: torch.Tensor, world: World) -> torch.Tensor:
         if value.device.type != "cuda":
             value /= world.world_size
     return value
+
+
+def broadcast_from_main(value: torch.Tensor, world: World) -> torch.Tensor:
+    """Rank 0's ``value`` on every rank (so decisions based on local clocks agree)."""
+    if world.distributed:
+        value = value.to(world.device)
+        dist.broadcast(value, src=0)
+    return value
