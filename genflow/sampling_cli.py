@@ -25,15 +25,17 @@ def parse_steps(text: str) -> tuple[int, ...]:
     return tuple(int(s) for s in items)
 
 
-def add_common_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments shared by ``sample`` and ``eval``."""
+def add_common_arguments(parser: argparse.ArgumentParser, *, steps_default: str = "the run's sample.steps",
+                         num_default: str = "the run's sample.num for images, 2000 points",
+                         out_default: str = "RUN_DIR/samples") -> None:
+    """Arguments shared by ``sample`` and ``eval``; the ``*_default`` texts describe their defaults."""
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by genflow train")
     parser.add_argument("--checkpoint", type=int, metavar="STEP", help="use checkpoint STEP (default: final weights)")
-    parser.add_argument("--steps", help="step counts, e.g. 1,4,16 (default: the run's sample.steps)")
-    parser.add_argument("--num", type=int, help="number of samples")
-    parser.add_argument("--guidance", type=float, help="classifier-free guidance scale (1 = off)")
-    parser.add_argument("--seed", type=int, help="noise seed")
-    parser.add_argument("--out", help="output folder")
+    parser.add_argument("--steps", help=f"step counts, e.g. 1,4,16 (default: {steps_default})")
+    parser.add_argument("--num", type=int, help=f"number of samples (default: {num_default})")
+    parser.add_argument("--guidance", type=float, help="classifier-free guidance scale (1 = off; default: the run's)")
+    parser.add_argument("--seed", type=int, help="noise seed (default: the run's sample.seed)")
+    parser.add_argument("--out", help=f"output folder (default: {out_default})")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where to sample")
 
 
@@ -44,11 +46,13 @@ def add_sample_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_sample(args: argparse.Namespace, manager: PluginManager) -> int:
     run_dir = pathlib.Path(args.run_dir)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise GenflowError("--device cuda: CUDA is not available here; use --device cpu")
     device = torch.device(args.device)
     run = load_run(run_dir, manager, step=args.checkpoint, device=device)
     spec, defaults = run.components.spec, run.config.sample
     steps = parse_steps(args.steps) if args.steps else defaults.steps
-    num = args.num or (defaults.num if spec.is_image else 2000)
+    num = args.num if args.num is not None else (defaults.num if spec.is_image else 2000)
     if num < 1:
         raise GenflowError(f"--num {num}: expected a positive number of samples")
     if args.class_label is not None and not 0 <= args.class_label < max(spec.num_classes, 1):
@@ -64,6 +68,8 @@ def run_sample(args: argparse.Namespace, manager: PluginManager) -> int:
     out = pathlib.Path(args.out) if args.out else run_dir / "samples"
     out.mkdir(parents=True, exist_ok=True)
     reference = None if spec.is_image else run.components.dataset.reference(num, seed=seed + 7).x
+    if cond.labels is not None:  # row i of every array was asked for class labels[i]
+        np.save(out / "labels.npy", cond.labels.cpu().numpy())
     for k, x in samples.items():
         np.save(out / f"samples_{k}steps.npy", x.numpy())
         plot_samples({k: x}, out / f"samples_{k}steps.png", reference=reference)

@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 import torch.distributed.checkpoint as dcp
+from torch.distributed.checkpoint.api import CheckpointException  # a BaseException, not an Exception
 
 from genflow.errors import GenflowError
 from genflow.train.distributed import World, barrier
@@ -66,13 +67,12 @@ def save(state: dict[str, Any], run_dir: pathlib.Path, step: int, world: World, 
             for name, text in (extra or {}).items():
                 (tmp / name).write_text(text)
             (tmp / "genflow.json").write_text(json.dumps({"step": step, "world_size": world.world_size}))
-    except Exception as exc:  # a full disk, a quota, a vanished folder: DCP raises on every rank
+    except (Exception, CheckpointException) as exc:  # a full disk, a quota, a vanished folder: on every rank
         if world.is_main:
             shutil.rmtree(tmp, ignore_errors=True)
         previous = latest_checkpoint(run_dir)
         kept = f"the previous checkpoint {previous[1]} is intact" if previous else "no earlier checkpoint exists"
-        reason = str(exc).strip().splitlines()[-1][:200] if str(exc).strip() else type(exc).__name__
-        raise GenflowError(f"saving the checkpoint of step {step} failed ({reason}); {kept}") from None
+        raise GenflowError(f"saving the checkpoint of step {step} failed ({_reason(exc)}); {kept}") from None
     barrier(world)
     if world.is_main:
         if final.exists():
@@ -84,15 +84,21 @@ def save(state: dict[str, Any], run_dir: pathlib.Path, step: int, world: World, 
     return final
 
 
+def _reason(exc: BaseException) -> str:
+    """The last line of an exception's text: DCP wraps the real error (``ValueError: Size
+    mismatch ...``) in a ``CheckpointException`` whose text is a per-rank traceback."""
+    lines = str(exc).strip().splitlines()
+    return lines[-1][:300] if lines else type(exc).__name__
+
+
 def load(state: dict[str, Any], path: pathlib.Path, world: World) -> None:
     """Load in place into ``state`` (resharding to the current world size)."""
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="torch.distributed is disabled")
             dcp.load(state, checkpoint_id=str(path), no_dist=not world.distributed)
-    except Exception as exc:  # DCP raises many types for a foreign or damaged checkpoint
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise GenflowError(f"checkpoint '{path}' cannot be loaded into this model: {first[:300]}") from None
+    except (Exception, CheckpointException) as exc:  # many types for a foreign or damaged checkpoint
+        raise GenflowError(f"checkpoint '{path}' cannot be loaded into this model: {_reason(exc)}") from None
 
 
 def export_weights(state_dict: dict[str, torch.Tensor], config_toml: str, path: pathlib.Path) -> None:
