@@ -5,6 +5,7 @@ from __future__ import annotations
 from genflow.data import autoencoders
 from genflow.data.dataset import ShapesDatasetConfig, StoreConfig, build_shapes, build_store
 from genflow.data.toy2d import Toy2D, Toy2DConfig
+from genflow.eval import metrics
 from genflow.plugins import hookimpl
 from genflow.registry import Component
 
@@ -39,3 +40,8 @@ def genflow_datasets() -> list[Component]:
 @hookimpl
 def genflow_autoencoders() -> list[Component]:
     return autoencoders.components()
+
+
+@hookimpl
+def genflow_metrics() -> list[Component]:
+    return metrics.components()

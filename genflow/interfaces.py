@@ -350,7 +350,8 @@ class Metric(abc.ABC):
     Lower is better unless ``higher_is_better``. ``applies_to`` says whether the metric fits a
     dataset (``genflow eval`` runs every metric that fits unless ``--metrics`` names some);
     ``prepare`` runs once per evaluated run before any sampling (load weights, train or check a
-    feature network, reference statistics), so missing inputs fail before minutes of sampling.
+    feature network, reference statistics), so missing inputs fail before minutes of sampling;
+    ``provenance`` names what the values depend on beyond the config (recorded in ``eval.json``).
     Errors the user can fix are ``GenflowError`` (one line, exit code 2).
     """
 
@@ -362,6 +363,11 @@ class Metric(abc.ABC):
 
     def prepare(self, context: EvalContext) -> None:  # noqa: B027
         """One-time work for ``context``'s run, before sampling."""
+
+    def provenance(self, context: EvalContext) -> dict[str, Any]:
+        """What the values depend on beyond the metric's config (a weights file and its SHA-256, say);
+        recorded with the results."""
+        return {}
 
     @abc.abstractmethod
     def __call__(self, batch: EvalSamples, context: EvalContext) -> float:

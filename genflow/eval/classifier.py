@@ -18,13 +18,14 @@ Metrics otherwise train the classifier on first use, once, under a file lock.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import pathlib
 import sys
 import time
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import attrs
 import torch
@@ -34,6 +35,8 @@ from torch import Tensor, nn
 from genflow.data.shapes import ShapesConfig, render_scenes, scene_attributes, validate
 from genflow.data.sources import digest
 from genflow.errors import GenflowError
+from genflow.eval.corrupt import add_noise, blur
+from genflow.eval.threads import one_thread
 
 _DEFAULT_SHAPES = ShapesConfig()
 #: Bumped when the architecture or the training procedure changes (part of the cache key).
@@ -45,17 +48,21 @@ class ClassifierConfig:
     """What the classifier sees (``resolution``, ``shapes``, ``colours``, ``background``: taken from
     the evaluated dataset) and how it is trained. Training scenes come from the shapes generator
     with ``seed`` (the datasets' default seed is 0): indices ``[0, train_count)`` train,
-    ``[train_count, train_count + test_count)`` are held out."""
+    ``[train_count, train_count + test_count)`` are held out. Augmentation: per-image Gaussian noise
+    of std ``U(0, noise)`` and, on a random half of each batch, a Gaussian blur of std ``U(0, blur)``
+    pixels, so the classifier judges shape and colour rather than the fine texture of samples."""
 
     resolution: int = 32
     shapes: tuple[str, ...] = _DEFAULT_SHAPES.shapes
     colours: tuple[str, ...] = _DEFAULT_SHAPES.colours
     background: Literal["plain", "textured", "mixed"] = "plain"
-    train_count: int = 6000
+    train_count: int = 4000
     test_count: int = 2000
     epochs: int = 4
     batch_size: int = 64
     lr: float = 3e-3
+    noise: float = 0.15
+    blur: float = 1.0
     width: int = 16
     features: int = 128
     seed: int = 1
@@ -86,7 +93,7 @@ class ShapesClassifier(nn.Module):
         super().__init__()
         c = config.width
         self.body = nn.Sequential(
-            *_conv(3, c), *_conv(c, c), nn.MaxPool2d(2),
+            *_conv(3, c), nn.MaxPool2d(2),
             *_conv(c, 2 * c), nn.MaxPool2d(2),
             *_conv(2 * c, 4 * c), nn.MaxPool2d(2),
             *_conv(4 * c, 4 * c), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
@@ -115,16 +122,21 @@ class TrainedClassifier:
     accuracy: float
 
     @torch.no_grad()
-    def features(self, images: Tensor, batch_size: int = 512) -> Tensor:
+    def features(self, images: Tensor, batch_size: int = 256) -> Tensor:
         """Features ``(N, D)`` of pixels in [-1, 1] (on the model's device), float32 on the CPU."""
         device = next(self.model.parameters()).device
-        return torch.cat([self.model.features(images[i:i + batch_size].to(device).float()).cpu()
-                          for i in range(0, images.shape[0], batch_size)])
+        with one_thread() if device.type == "cpu" else contextlib.nullcontext():
+            return torch.cat([self.model.features(images[i:i + batch_size].to(device).float()).cpu()
+                              for i in range(0, images.shape[0], batch_size)])
 
     @torch.no_grad()
-    def predict(self, images: Tensor, batch_size: int = 512) -> Tensor:
-        """Predicted class ids ``(N,)`` on the CPU."""
-        return self.model.head(self.features(images, batch_size).to(next(self.model.parameters()).device)).argmax(1).cpu()
+    def classify(self, features: Tensor) -> Tensor:
+        """Predicted class ids ``(N,)`` on the CPU from ``features`` (see :meth:`features`)."""
+        return self.model.head(features.to(next(self.model.parameters()).device)).argmax(1).cpu()
+
+    def predict(self, images: Tensor, batch_size: int = 256) -> Tensor:
+        """Predicted class ids ``(N,)`` of pixels in [-1, 1], on the CPU."""
+        return self.classify(self.features(images, batch_size))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -147,16 +159,35 @@ def held_out(config: ClassifierConfig) -> tuple[Tensor, Tensor]:
 
 
 @torch.no_grad()
-def accuracy(model: ShapesClassifier, images: Tensor, labels: Tensor, batch_size: int = 512) -> float:
+def accuracy(model: ShapesClassifier, images: Tensor, labels: Tensor, batch_size: int = 256) -> float:
     """Fraction of ``images`` classified as ``labels``."""
     model.eval()
     predictions = torch.cat([model(images[i:i + batch_size]).argmax(1) for i in range(0, len(images), batch_size)])
     return float((predictions == labels).double().mean())
 
 
+def augment(images: Tensor, config: ClassifierConfig, generator: torch.Generator) -> Tensor:
+    """Random blur on half the batch, then per-image noise (see ``ClassifierConfig``)."""
+    n = images.shape[0]
+    if config.blur > 0:
+        half = torch.randperm(n, generator=generator)[: n // 2]
+        sigma = float(torch.rand((), generator=generator)) * config.blur
+        images = images.clone()
+        images[half] = blur(images[half], sigma)
+    if config.noise > 0:
+        images = add_noise(images, torch.rand(n, generator=generator) * config.noise, generator)
+    return images
+
+
 def train(config: ClassifierConfig, *, progress: bool = False) -> tuple[ShapesClassifier, float]:
     """Train from scratch (Adam, cosine learning rate, cross-entropy); returns the model in eval mode
-    and its held-out accuracy. Reproducible: every random draw comes from ``config.seed``."""
+    and its held-out accuracy. Reproducible: every random draw comes from ``config.seed``, and it
+    runs on one CPU thread (see :func:`genflow.eval.threads.one_thread`)."""
+    with one_thread():
+        return _train(config, progress=progress)
+
+
+def _train(config: ClassifierConfig, *, progress: bool) -> tuple[ShapesClassifier, float]:
     validate(config.shapes_config(1))
     total = config.train_count + config.test_count
     images, labels = render_labelled(config.shapes_config(total), range(config.train_count))
@@ -172,7 +203,7 @@ def train(config: ClassifierConfig, *, progress: bool = False) -> tuple[ShapesCl
         order = torch.randperm(config.train_count, generator=generator)
         for step in range(steps_per_epoch):
             rows = order[step * config.batch_size:(step + 1) * config.batch_size]
-            loss = nn.functional.cross_entropy(model(images[rows]), labels[rows])
+            loss = nn.functional.cross_entropy(model(augment(images[rows], config, generator)), labels[rows])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -222,7 +253,8 @@ def load(path: pathlib.Path, device: torch.device | None = None) -> TrainedClass
                            "train one with: python -m genflow.eval.classifier --out PATH")
     try:
         meta = json.loads(meta_path.read_text())
-        config = ClassifierConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in meta["config"].items()})
+        fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in meta["config"].items()}
+        config = ClassifierConfig(**fields)
     except (ValueError, KeyError, TypeError) as exc:
         raise GenflowError(f"'{meta_path}' is not a shapes classifier description: {exc}") from None
     checksum = sha256_file(path)

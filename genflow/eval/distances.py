@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -19,6 +20,7 @@ def sliced_wasserstein(a: Tensor, b: Tensor, *, projections: int = 512, seed: in
     generator = torch.Generator().manual_seed(seed)
     directions = torch.randn(a.shape[1], projections, generator=generator, dtype=torch.float64)
     directions /= directions.norm(dim=0, keepdim=True)
-    pa, _ = (a @ directions).sort(dim=0)
-    pb, _ = (b @ directions).sort(dim=0)
-    return float((pa - pb).pow(2).mean().sqrt())
+    # (projections, N) rows sorted with numpy: several times faster than torch's CPU sort here.
+    pa = np.sort((directions.T @ a.T).numpy(), axis=1)
+    pb = np.sort((directions.T @ b.T).numpy(), axis=1)
+    return float(np.sqrt(np.mean((pa - pb) ** 2)))

@@ -11,7 +11,7 @@ and the posterior ``w_k(x_t) = softmax_k(-|x_t - alpha_t m_k|^2 / (2 V_t))`` (eq
 ``V_t``). The marginal velocity is ``u(x_t, t) = alpha_t' E[x | x_t] + sigma_t' E[z | x_t]``
 (TIM.md sections 1 and 8; for one Gaussian at 0 on the linear path it is ``V'(t) / (2 V(t)) x_t``).
 The flow map ``Phi`` from ``t_max`` to 0 solves ``dx/dt = u(x, t)`` backwards in time; classical RK4
-in float64 with many steps makes its error negligible next to any model's (validated against
+in float64 with 256 steps keeps its error near 1e-7, negligible next to any model's (validated against
 ``scipy.integrate.solve_ivp`` and the closed form of TIM.md section 8 in the tests).
 """
 
@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from genflow.data.toy2d import GaussianMixture
+from genflow.eval.threads import one_thread
 from genflow.interfaces import Path
 
 
@@ -53,11 +54,12 @@ def flow_map(mixture: GaussianMixture, path: Path, noise: Tensor, *, steps: int 
     def u(x_: Tensor, t_: Tensor) -> Tensor:
         return mixture_velocity(mixture, path, x_, t_)
 
-    for i in range(steps):
-        t, h = grid[i], grid[i + 1] - grid[i]
-        k1 = u(x, t)  # classical RK4: x + h/6 (k1 + 2 k2 + 2 k3 + k4)
-        k2 = u(x + 0.5 * h * k1, t + 0.5 * h)
-        k3 = u(x + 0.5 * h * k2, t + 0.5 * h)
-        k4 = u(x + h * k3, t + h)
-        x = x + (h / 6) * (k1 + 2 * k2 + 2 * k3 + k4)
+    with one_thread():
+        for i in range(steps):
+            t, h = grid[i], grid[i + 1] - grid[i]
+            k1 = u(x, t)  # classical RK4: x + h/6 (k1 + 2 k2 + 2 k3 + k4)
+            k2 = u(x + 0.5 * h * k1, t + 0.5 * h)
+            k3 = u(x + 0.5 * h * k2, t + 0.5 * h)
+            k4 = u(x + h * k3, t + h)
+            x = x + (h / 6) * (k1 + 2 * k2 + 2 * k3 + k4)
     return x

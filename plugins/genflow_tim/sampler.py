@@ -64,7 +64,7 @@ class TransitionSampler(Sampler):
         guidance: float = 1.0,
         generator: torch.Generator | None = None,
     ) -> Tensor:
-        grid = time_grid(steps, shift=self.shift, t_max=self.path.t_max)
+        grid = time_grid(steps, shift=self.shift, t_max=self.path.t_max).to(noise.device)  # float64
         x_t = noise.to(torch.promote_types(noise.dtype, torch.float32))  # the state: at least fp32
         for i in range(steps):
             t, r = grid[i], grid[i + 1]

@@ -1,0 +1,47 @@
+"""The built-in metrics, as registry components (``genflow_metrics`` of the built-in plugin)."""
+
+from __future__ import annotations
+
+from genflow.eval import metrics_external as external
+from genflow.eval import metrics_shapes as shapes
+from genflow.eval import metrics_toy as toy
+from genflow.registry import Component
+
+
+def _attribute(attribute: str) -> Component:
+    return Component(
+        name=f"{attribute}_accuracy",
+        config=shapes.AttributeConfig,
+        build=lambda config, **_: shapes.AttributeAccuracy(config, attribute),
+        description=f"shapes: fraction of class-conditioned samples showing the {attribute} asked for",
+    )
+
+
+def components() -> list[Component]:
+    """Every built-in metric."""
+    return [
+        Component(name="sliced_wasserstein", config=toy.SlicedWassersteinConfig,
+                  build=lambda config, **_: toy.SlicedWasserstein(config),
+                  description="points: sliced 2-Wasserstein distance to fresh data"),
+        Component(name="transition_error", config=toy.TransitionErrorConfig,
+                  build=lambda config, **_: toy.TransitionError(config),
+                  description="toy2d mixtures: mean |sample - exact flow map of its noise|"),
+        Component(name="fd_shapes", config=shapes.ShapesFeatureConfig,
+                  build=lambda config, **_: shapes.FrechetShapes(config),
+                  description="shapes: Frechet distance in the shapes classifier's features"),
+        Component(name="precision_shapes", config=shapes.ShapesFeatureConfig,
+                  build=lambda config, **_: shapes.PrecisionShapes(config),
+                  description="shapes: k-NN precision in the shapes classifier's features"),
+        Component(name="recall_shapes", config=shapes.ShapesFeatureConfig,
+                  build=lambda config, **_: shapes.RecallShapes(config),
+                  description="shapes: k-NN recall in the shapes classifier's features"),
+        _attribute("class"),
+        _attribute("shape"),
+        _attribute("colour"),
+        Component(name="fid_inception", config=external.ExternalFeatureConfig,
+                  build=lambda config, **_: external.InceptionFID(config),
+                  description="images: Inception FID from user-given weights (never downloaded)"),
+        Component(name="fd_dinov2", config=external.ExternalFeatureConfig,
+                  build=lambda config, **_: external.DinoV2FD(config),
+                  description="images: FD-DINOv2 from a user-given network file (never downloaded)"),
+    ]
