@@ -30,10 +30,13 @@ class TimestepEmbedder(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(frequency_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
 
     def init_weights(self, std: float = 0.02) -> None:
-        for linear in (self.mlp[0], self.mlp[2]):
-            nn.init.normal_(linear.weight, std=std)
-            nn.init.zeros_(linear.bias)
+        for module in self.mlp:
+            if isinstance(module, nn.Linear):
+                nn.init.normal_(module.weight, std=std)
+                nn.init.zeros_(module.bias)
 
     def forward(self, t: Tensor) -> Tensor:
-        freq = sinusoid(t, self.frequency_dim).to(self.mlp[0].weight.dtype)  # (N, 256)
+        weight = self.mlp[0].weight
+        assert isinstance(weight, Tensor)
+        freq = sinusoid(t, self.frequency_dim).to(weight.dtype)  # (N, 256)
         return self.mlp(freq)  # (N, dim)

@@ -117,21 +117,21 @@ def _slot_name(raw: dict[str, Any], slot: str, suggested: Mapping[str, str]) -> 
 def resolve(raw: Mapping[str, Any], manager: PluginManager) -> RunConfig:
     """Structure raw settings into a ``RunConfig``: every slot's name is looked up in the registry
     (unset ones follow the ``defaults`` of the components chosen before them)."""
-    raw = copy.deepcopy(dict(raw))
-    _check_sections(raw)
+    data: dict[str, Any] = copy.deepcopy(dict(raw))
+    _check_sections(data)
     suggested: dict[str, str] = {}
     fields: dict[str, Any] = {}
     for slot, kind in SLOTS.items():
-        name = _slot_name(raw, slot, suggested)
+        name = _slot_name(data, slot, suggested)
         if name not in manager.components[kind]:
             raise ConfigError(f"{slot}.name: unknown {kind} '{name}'; registered: {allowed(manager.names(kind))}")
         component = manager.get(kind, name)
-        options = {k: v for k, v in raw[slot].items() if k != "name"}
+        options = {k: v for k, v in data[slot].items() if k != "name"}
         fields[slot] = Selection(name=name, options=structure(options, component.config, slot))
         for other, value in component.defaults.items():
             suggested.setdefault(other, value)
     for section, cls in SECTIONS.items():
-        fields[section] = structure(raw.get(section, {}), cls, section)
+        fields[section] = structure(data.get(section, {}), cls, section)
     return RunConfig(**fields)
 
 

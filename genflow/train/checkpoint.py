@@ -17,6 +17,7 @@ import pathlib
 import re
 import shutil
 import warnings
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -101,7 +102,7 @@ def load(state: dict[str, Any], path: pathlib.Path, world: World) -> None:
         raise GenflowError(f"checkpoint '{path}' cannot be loaded into this model: {_reason(exc)}") from None
 
 
-def export_weights(state_dict: dict[str, torch.Tensor], config_toml: str, path: pathlib.Path) -> None:
+def export_weights(state_dict: Mapping[str, Any], config_toml: str, path: pathlib.Path) -> None:
     """One plain file for inference: ``{"config": TOML text, "model": tensors}`` (load with
     ``weights_only=True``). Written to a temporary name then renamed."""
     tmp = path.with_name(path.name + ".tmp")

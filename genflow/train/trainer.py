@@ -21,6 +21,7 @@ from torch.distributed.checkpoint.state_dict import (
     get_state_dict,
     set_state_dict,
 )
+from torch.distributed.fsdp import FSDPModule
 
 from genflow import config as cfg
 from genflow.build import Components, build_backbone, build_components, materialize
@@ -114,7 +115,7 @@ class Trainer:
         if self.world.distributed:
             shard(model, bf16_params=self.train.fsdp_mixed_precision)
         elif self._channels_last(model):
-            model.to(memory_format=torch.channels_last)
+            model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         if self.train.compile:
             for unit in model.fsdp_units() or [model]:
                 unit.compile()
@@ -173,7 +174,7 @@ class Trainer:
         total = torch.zeros((), device=self.world.device)
         for a, micro in enumerate(split_batch(batch, accumulation)):
             generator.manual_seed(micro_seed(self.train.seed, self.step, self.world.rank * accumulation + a))
-            if hasattr(self.model, "set_requires_gradient_sync"):
+            if isinstance(self.model, FSDPModule):
                 self.model.set_requires_gradient_sync(a == accumulation - 1)
             with self._autocast():
                 out = self.components.objective.loss(self.model, micro, generator=generator)
@@ -230,7 +231,7 @@ class Trainer:
             if self.step % self.train.log_every == 0 or self.step == self.train.steps:
                 elapsed = time.perf_counter() - window_start
                 scalars = {k: float(v) for k, v in logs.items()}
-                scalars["lr"] = self.scheduler.get_last_lr()[0]
+                scalars["lr"] = float(self.scheduler.get_last_lr()[0])
                 scalars["samples_per_s"] = window_steps * self.train.batch_size / max(elapsed, 1e-9)
                 self.logger.scalars(self.step, scalars)
                 self.manager.hook.genflow_train_step_end(step=self.step, logs=scalars)
