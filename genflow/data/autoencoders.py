@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import abc
 import importlib.util
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import attrs
 import torch
@@ -96,7 +96,7 @@ class DiffusersAutoencoder(Autoencoder):
         self.kind = kind
         self.name = name
         self.config = config
-        model_config = module.config
+        model_config: Any = module.config  # a diffusers config, not a submodule
         blocks = model_config.block_out_channels if kind == "kl" else model_config.encoder_block_out_channels
         self.downsample = 2 ** (len(blocks) - 1)
         self.latent_channels = int(model_config.latent_channels)
@@ -109,7 +109,7 @@ class DiffusersAutoencoder(Autoencoder):
         outputs = []
         for part in images.split(self.config.batch_size):
             x = (part.to(self.device, torch.float32) / 127.5 - 1.0).to(self.dtype)
-            encoded = self.module.encode(x)
+            encoded = cast(Any, self.module).encode(x)  # diffusers' encode, not a submodule
             if self.kind == "dc":
                 z = encoded.latent
             else:
@@ -119,7 +119,7 @@ class DiffusersAutoencoder(Autoencoder):
 
     @torch.no_grad()
     def decode(self, latents: Tensor) -> Tensor:
-        pixels = self.module.decode(latents.to(self.device, self.dtype)).sample
+        pixels = cast(Any, self.module).decode(latents.to(self.device, self.dtype)).sample
         return pixels.float().clamp(-1.0, 1.0).to(latents.device)
 
     def shift_scale(self) -> tuple[list[float], list[float]]:

@@ -144,8 +144,8 @@ def _load_image(entry: ImageEntry) -> np.ndarray:
     """The image as ``uint8`` ``(H, W, 3)`` at its bucket size (cover, then centre crop)."""
     height, width = entry.size
     try:
-        with Image.open(entry.path) as image:
-            image = ImageOps.exif_transpose(image).convert("RGB")
+        with Image.open(entry.path) as opened:
+            image = ImageOps.exif_transpose(opened).convert("RGB")
             fitted = ImageOps.fit(image, (width, height), method=Image.Resampling.BICUBIC)
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
         raise _unreadable(entry.path, exc) from None

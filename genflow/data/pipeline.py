@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import attrs
 import numpy as np
@@ -166,16 +166,19 @@ def _finite(latents: np.ndarray, autoencoder: Autoencoder, layout: BucketLayout,
 def channel_stats(group: zarr.Group, layouts: list[BucketLayout]) -> dict[str, Any]:
     """Per-channel mean / std of the raw latents of every bucket (float64 accumulation)."""
     total = 0
-    sums = sq = None
+    sums: np.ndarray | None = None
+    sq: np.ndarray | None = None
     for layout in layouts:
-        latents = group["buckets"][layout.key]["latents"]
+        bucket = cast(zarr.Group, cast(zarr.Group, group["buckets"])[layout.key])
+        latents = cast(zarr.Array, bucket["latents"])
         for c in range(layout.num_chunks):
             start, stop = layout.rows(c)
             x = np.asarray(latents[start:stop], dtype=np.float64)
             x = x.reshape(x.shape[0], x.shape[1], -1)  # (n, C, h*w) or (n, D, 1)
             s, q = x.sum(axis=(0, 2)), (x * x).sum(axis=(0, 2))
-            sums, sq = (s, q) if sums is None else (sums + s, sq + q)
+            sums, sq = (s, q) if sums is None or sq is None else (sums + s, sq + q)
             total += x.shape[0] * x.shape[2]
+    assert sums is not None and sq is not None, "channel_stats needs at least one chunk"
     mean = sums / total
     std = np.sqrt(np.maximum(sq / total - mean * mean, 0.0))
     return {"mean": mean.tolist(), "std": std.tolist(), "count": int(total)}

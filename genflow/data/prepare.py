@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
@@ -32,7 +32,7 @@ from genflow.data.sources import ShapesSource, Source, Toy2DSource, Toy2DSourceC
 from genflow.errors import GenflowError, allowed
 
 #: Dataset name -> (config class, source class).
-SOURCES: dict[str, tuple[type, type[Source]]] = {
+SOURCES: dict[str, tuple[type, Callable[[Any], Source]]] = {
     "shapes": (ShapesConfig, ShapesSource),
     "imagefolder": (ImageFolderConfig, ImageFolderSource),
     "toy2d": (Toy2DSourceConfig, Toy2DSource),

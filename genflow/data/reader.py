@@ -177,10 +177,12 @@ class RowReader:
             local = rows[where] - data.start
             latents[where] = data.latents[local]
             if use_flip:
+                assert data.latents_flip is not None  # the bucket has latents_flip, so every chunk does
                 mirrored = where & flips
                 latents[mirrored] = data.latents_flip[rows[mirrored] - data.start]
             for out, source in ((labels, data.labels), (captions, data.captions), (index, data.source_index)):
                 if out is not None:
+                    assert source is not None  # out exists only when the bucket has the array
                     out[where] = source[local]
         return RawBatch(
             x=torch.from_numpy(latents) if raw else self.to_model(latents),

@@ -140,6 +140,7 @@ def scene_attributes(config: ShapesConfig, index: int) -> Scene:
     ratio = config.aspect_ratios[int(rng.integers(len(config.aspect_ratios)))]
     height, width = image_size(config, ratio)
     background = _background(config, rng, min(height, width))
+    groups: tuple[tuple[int, int, int], ...]
     if config.mode == "single":
         groups = ((int(rng.integers(len(config.shapes))), int(rng.integers(len(config.colours))), 1),)
         relation = None

@@ -21,13 +21,14 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import AsyncIterator, Mapping
-from typing import Any
+from typing import Any, cast
 
 import attrs
 import fsspec
 import numpy as np
 import zarr
 import zarr.errors
+from zarr.abc.store import Store
 from zarr.storage import FsspecStore, LocalStore
 
 from genflow.data.buckets import POINTS_BUCKET, parse_bucket_key
@@ -60,7 +61,7 @@ class Location:
         return Location(kind="local", path=os.path.expanduser(url))
 
 
-def zarr_store(url: str, *, read_only: bool, storage_options: Mapping[str, Any] | None = None) -> zarr.abc.store.Store:
+def zarr_store(url: str, *, read_only: bool, storage_options: Mapping[str, Any] | None = None) -> Store:
     """The zarr store behind ``url``; zip archives are read-only."""
     location = Location.parse(url)
     try:
@@ -160,7 +161,7 @@ class Bucket:
     def __init__(self, key: str, group: zarr.Group, url: str) -> None:
         self.key = key
         self.url = url
-        self.arrays: dict[str, zarr.Array] = {name: group[name] for name in ARRAYS if name in group}
+        self.arrays: dict[str, zarr.Array] = {name: cast(zarr.Array, group[name]) for name in ARRAYS if name in group}
         if "latents" not in self.arrays:
             raise GenflowError(f"store '{url}': bucket '{key}' has no latents array; re-run genflow prepare")
         latents = self.arrays["latents"]
@@ -285,11 +286,11 @@ def read_meta(group: zarr.Group, url: str) -> StoreMeta:
 
 
 def _buckets(group: zarr.Group, url: str) -> dict[str, Bucket]:
-    if "buckets" not in group or not list(group["buckets"].group_keys()):
+    if "buckets" not in group or not list(cast(zarr.Group, group["buckets"]).group_keys()):
         raise GenflowError(f"store '{url}' has no buckets; re-run genflow prepare")
-    parent = group["buckets"]
+    parent = cast(zarr.Group, group["buckets"])
     keys = sorted(parent.group_keys(), key=_bucket_order)
-    return {key: Bucket(key, parent[key], url) for key in keys}
+    return {key: Bucket(key, cast(zarr.Group, parent[key]), url) for key in keys}
 
 
 def _bucket_order(key: str) -> tuple[int, int, str]:

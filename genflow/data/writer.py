@@ -15,7 +15,7 @@ import shutil
 import tempfile
 import zipfile
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import attrs
 import numpy as np
@@ -82,12 +82,12 @@ class StoreWriter:
         layout), then mark the chunk done."""
         layout = self.layouts[key]
         start, stop = layout.rows(chunk)
-        bucket = self.group["buckets"][key]
+        bucket = cast(zarr.Group, cast(zarr.Group, self.group["buckets"])[key])
         for name in _array_names(layout):
             values = arrays[name]
             if len(values) != stop - start:
                 raise ValueError(f"{name} of chunk {chunk} has {len(values)} rows, expected {stop - start}")
-            bucket[name][start:stop] = values
+            cast(zarr.Array, bucket[name])[start:stop] = values
         self.done[key].add(chunk)
         bucket.attrs["done_chunks"] = sorted(self.done[key])
 
@@ -117,7 +117,8 @@ class StoreWriter:
         resumable = not existing.complete or self.location.kind == "zip"  # zip: only packing failed
         if existing.kind == "genflow" and existing.plan == self.meta.plan and resumable:
             group = zarr.open_group(store, mode="r+")
-            done = {k: set(group["buckets"][k].attrs.get("done_chunks", [])) for k in self.layouts}
+            buckets = cast(zarr.Group, group["buckets"])
+            done = {k: set(cast(list[int], buckets[k].attrs.get("done_chunks", []))) for k in self.layouts}
             return group, done
         group = zarr.open_group(store, mode="w")  # clears an unfinished or replaced genflow store
         group.attrs[ATTRS_KEY] = attrs.evolve(self.meta, complete=False).to_json()
@@ -170,15 +171,37 @@ def _create_bucket(group: zarr.Group, layout: BucketLayout) -> None:
     bucket.attrs.update(attributes)
     # A checksum in every chunk turns silent corruption into a decode error; empty chunks are
     # written too, so a missing chunk file always means damage.
-    common = {"compressors": ZstdCodec(level=3, checksum=True), "config": {"write_empty_chunks": True}}
+    compressors = ZstdCodec(level=3, checksum=True)
     n, chunk, shape = layout.count, layout.chunk, layout.sample_shape
     for name in _array_names(layout):
         if name in ("latents", "latents_flip"):
-            bucket.create_array(name, shape=(n, *shape), chunks=(chunk, *shape), dtype=layout.dtype, **common)
+            bucket.create_array(
+                name,
+                shape=(n, *shape),
+                chunks=(chunk, *shape),
+                dtype=layout.dtype,
+                compressors=compressors,
+                config={"write_empty_chunks": True},
+            )
         elif name == "captions":
-            bucket.create_array(name, shape=(n,), chunks=(chunk,), dtype=str, **common)
+            bucket.create_array(
+                name,
+                shape=(n,),
+                chunks=(chunk,),
+                dtype=str,
+                compressors=compressors,
+                config={"write_empty_chunks": True},
+            )
         else:
-            bucket.create_array(name, shape=(n,), chunks=(chunk,), dtype="int64", fill_value=-1, **common)
+            bucket.create_array(
+                name,
+                shape=(n,),
+                chunks=(chunk,),
+                dtype="int64",
+                fill_value=-1,
+                compressors=compressors,
+                config={"write_empty_chunks": True},
+            )
 
 
 def _exists(url: str, storage_options: Mapping[str, Any]) -> bool:
