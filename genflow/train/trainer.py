@@ -22,6 +22,8 @@ from torch.distributed.checkpoint.state_dict import (
     set_state_dict,
 )
 from torch.distributed.fsdp import FSDPModule
+from torch.utils.checkpoint import checkpoint as recompute
+from torch.utils.flop_counter import FlopCounterMode
 
 from genflow import config as cfg
 from genflow.build import Components, build_backbone, build_components, materialize
@@ -51,6 +53,20 @@ def split_batch(batch: Batch, parts: int) -> list[Batch]:
     n = batch.x.shape[0] // parts
     return [Batch(x=batch.x[i * n:(i + 1) * n], cond=batch.cond.index(torch.arange(i * n, (i + 1) * n)))
             for i in range(parts)]
+
+
+def checkpoint_units(model: Backbone) -> None:
+    """Activation checkpointing of every FSDP unit: its activations are recomputed in the backward
+    pass. Forward-only calls (DDE's passes, sampling) run the unit as is."""
+    for unit in model.fsdp_units():
+        forward = unit.forward
+
+        def recomputed(*args: Any, _forward: Any = forward, **kwargs: Any) -> Any:
+            if torch.is_grad_enabled():
+                return recompute(_forward, *args, use_reentrant=False, **kwargs)
+            return _forward(*args, **kwargs)
+
+        unit.forward = recomputed  # type: ignore[method-assign]
 
 
 def to_device(batch: Batch, device: torch.device) -> Batch:
@@ -116,6 +132,8 @@ class Trainer:
             shard(model, bf16_params=self.train.fsdp_mixed_precision)
         elif self._channels_last(model):
             model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        if self.train.activation_checkpointing:
+            checkpoint_units(model)
         if self.train.compile:
             for unit in model.fsdp_units() or [model]:
                 unit.compile()
@@ -212,12 +230,15 @@ class Trainer:
         generator = torch.Generator(self.world.device)
         torch.manual_seed(self.train.seed)
         batches = iter(self.loader)
+        flops_per_sample = 0.0
         nonfinite_in_a_row = 0
         started = window_start = time.perf_counter()
         window_steps = 0
         self.model.train()
         while self.step < self.train.steps:
             batch = to_device(next(batches), self.world.device)
+            if not flops_per_sample:
+                flops_per_sample = self._forward_flops(batch) / batch.x.shape[0]
             logs = self.train_step(batch, generator)
             self.step += 1
             window_steps += 1
@@ -233,6 +254,8 @@ class Trainer:
                 scalars = {k: float(v) for k, v in logs.items()}
                 scalars["lr"] = float(self.scheduler.get_last_lr()[0])
                 scalars["samples_per_s"] = window_steps * self.train.batch_size / max(elapsed, 1e-9)
+                if flops_per_sample:  # model FLOPs: 3x the forward (forward + backward), per sample
+                    scalars["model_tflop_per_s"] = 3 * flops_per_sample * scalars["samples_per_s"] / 1e12
                 self.logger.scalars(self.step, scalars)
                 self.manager.hook.genflow_train_step_end(step=self.step, logs=scalars)
                 window_start, window_steps = time.perf_counter(), 0
@@ -249,6 +272,14 @@ class Trainer:
                     break
         self._finish()
         return self.step
+
+    def _forward_flops(self, batch: Batch) -> float:
+        """FLOPs of one forward pass over ``batch`` (``torch.utils.flop_counter``), counted once."""
+        n = batch.x.shape[0]
+        t = torch.full((n,), 0.5, device=batch.x.device)
+        with torch.no_grad(), FlopCounterMode(display=False) as counter, self._autocast():
+            self.model(batch.x, t, t, batch.cond)
+        return float(counter.get_total_flops())
 
     def _out_of_time(self, started: float) -> bool:
         """``train.max_minutes`` of wall time spent in the loop (every rank gets rank 0's answer)."""

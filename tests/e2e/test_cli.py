@@ -141,3 +141,20 @@ def test_train_and_sample_on_a_tiny_image_preset(capsys, tmp_path, selectors):
     code, out, err = run_cli(capsys, "sample", str(run), "--steps", "1,2", "--num", "4", "--class", "3")
     assert code == 0, err
     assert np.load(run / "samples" / "samples_2steps.npy").shape == (4, 3, 16, 16)
+
+
+@pytest.mark.parametrize("preset", ["debug", "debug-image", "demo", "toy2d", "imagenet256-b4", "imagenet256-xl2"])
+def test_every_preset_resolves(capsys, preset):
+    code, out, err = run_cli(capsys, "train", "--config", preset, "--dry-run")
+    assert code == 0, err
+    assert "[train]" in out
+
+
+def test_activation_checkpointing_gives_the_same_run(capsys, tmp_path):
+    for name, extra in (("plain", []), ("ckpt", ["train.activation_checkpointing=true"])):
+        code, _, err = run_cli(capsys, "train", "--config", "debug", "--run-dir", str(tmp_path / name), "--no-progress",
+                               "train.steps=3", "train.log_every=1", *extra)
+        assert code == 0, err
+    plain = [json.loads(r)["loss"] for r in (tmp_path / "plain" / "metrics.jsonl").read_text().splitlines()]
+    ckpt = [json.loads(r)["loss"] for r in (tmp_path / "ckpt" / "metrics.jsonl").read_text().splitlines()]
+    assert plain == pytest.approx(ckpt, rel=1e-6)
