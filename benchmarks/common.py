@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
+import _paths  # noqa: F401  (genflow importable from a bare checkout)
 import attrs
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -119,33 +120,39 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 #: The training modes compared side by side: objective and derivative tables of the config.
 #: ``fm`` is genflow's flow-matching objective; ``tim-fm`` is the TiM objective with every row
-#: ``r = t`` (the reference's "fm": same loss code, no derivative).
+#: ``r = t`` (the reference's "fm": same loss code, no derivative). ``dde`` is the default central
+#: DDE (passes in the model's precision: bf16 under autocast, as the reference), ``dde-fp32`` the
+#: same with fp32 passes, ``dde1`` the one-sided DDE reusing the main pass.
 MODES: dict[str, dict[str, dict[str, Any]]] = {
     "fm": {"objective": {"name": "fm"}, "derivative": {"name": "dde"}},
     "tim-fm": {"objective": {"name": "tim", "diffusion_ratio": 1.0, "consistency_ratio": 0.0},
                "derivative": {"name": "dde"}},
     "dde": {"objective": {"name": "tim"}, "derivative": {"name": "dde"}},
     "dde-fp32": {"objective": {"name": "tim"}, "derivative": {"name": "dde", "precision": "fp32"}},
-    "dde-model": {"objective": {"name": "tim"}, "derivative": {"name": "dde", "precision": "model"}},
-    "dde1": {"objective": {"name": "tim"}, "derivative": {"name": "dde1"}},
+    "dde1": {"objective": {"name": "tim"}, "derivative": {"name": "dde", "stencil": "one-sided"}},
     "jvp": {"objective": {"name": "tim"}, "derivative": {"name": "jvp"}},
 }
 
 
 def run_config(manager: PluginManager, *, preset: str, mode: str, batch: int, device: str,
                precision: str = "fp32", compile: bool = False, fsdp_bf16: bool = False,
-               num_classes: int = 16, backbone_options: Mapping[str, Any] | None = None) -> RunConfig:
-    """A resolved run config for ``preset`` x ``mode`` with the reference's optimiser (TIM.md s10)."""
+               num_classes: int = 16, backbone_options: Mapping[str, Any] | None = None,
+               data: Mapping[str, Any] | None = None, train: Mapping[str, Any] | None = None) -> RunConfig:
+    """A resolved run config for ``preset`` x ``mode`` with the reference's optimiser (TIM.md s10).
+
+    ``data`` replaces the random-data table (e.g. ``{"name": "shapes", ...}``); ``train`` and
+    ``backbone_options`` update the trainer and backbone tables."""
     spec = PRESETS[preset]
     channels, resolution = spec["data"]
+    random_data = {"name": RANDOM_DATASET, "channels": channels, "resolution": resolution,
+                   "num_classes": num_classes}
     raw: dict[str, Any] = {
-        "data": {"name": RANDOM_DATASET, "channels": channels, "resolution": resolution,
-                 "num_classes": num_classes},
+        "data": dict(data) if data is not None else random_data,
         "backbone": {**spec["backbone"], **(backbone_options or {})},
         **{slot: dict(table) for slot, table in MODES[mode].items()},
         "train": {"batch_size": batch, "device": device, "precision": precision, "compile": compile,
                   "fsdp_mixed_precision": fsdp_bf16, "lr": 1e-4, "betas": [0.9, 0.95], "eps": 1e-6,
-                  "weight_decay": 0.01, "grad_clip": 1.0, "ema_decay": [0.9999]},
+                  "weight_decay": 0.01, "grad_clip": 1.0, "ema_decay": [0.9999], **(train or {})},
     }
     return resolve(raw, manager)
 
@@ -220,17 +227,21 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_calls(fn: Callable[[], Any], *, device: torch.device, warmup: int, repeats: int) -> list[float]:
-    """Seconds per call of ``fn`` after ``warmup`` calls: CUDA events on GPUs, ``perf_counter`` else."""
+def time_calls(fn: Callable[[], Any], *, device: torch.device, warmup: int, repeats: int,
+               clock: str = "wall") -> list[float]:
+    """Seconds per call of ``fn`` after ``warmup`` calls: CUDA events on GPUs; on CPUs wall time
+    (``perf_counter``) or, with ``clock="cpu"``, the process's CPU time (``process_time``), which
+    other processes on a shared machine disturb much less (with one torch thread)."""
     for _ in range(warmup):
         fn()
     synchronize(device)
     if device.type != "cuda":
+        timer = time.process_time if clock == "cpu" else time.perf_counter
         times = []
         for _ in range(repeats):
-            start = time.perf_counter()
+            start = timer()
             fn()
-            times.append(time.perf_counter() - start)
+            times.append(timer() - start)
         return times
     events = [torch.cuda.Event(enable_timing=True) for _ in range(repeats + 1)]
     events[0].record()
@@ -241,16 +252,35 @@ def time_calls(fn: Callable[[], Any], *, device: torch.device, warmup: int, repe
     return [a.elapsed_time(b) / 1e3 for a, b in zip(events, events[1:], strict=False)]
 
 
-def interleaved(fns: Mapping[str, Callable[[], Any]], *, device: torch.device, warmup: int, rounds: int,
-                per_round: int = 1) -> dict[str, list[float]]:
-    """Per-call seconds of each function, run in alternating rounds (``a b c a b c ...``) so that
-    machine noise hits every candidate alike; ``warmup`` untimed calls each first."""
+def wall_time(fn: Callable[[], Any], *, device: torch.device, calls: int) -> float:
+    """Wall seconds of ``calls`` calls of ``fn``, synchronised (e.g. warm-up with compilation)."""
+    synchronize(device)
+    start = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    synchronize(device)
+    return time.perf_counter() - start
+
+
+def cpu_and_wall(fn: Callable[[], Any]) -> tuple[float, float]:
+    """``(cpu, wall)`` seconds of one call (CPU devices)."""
+    cpu, wall = time.process_time(), time.perf_counter()
+    fn()
+    return time.process_time() - cpu, time.perf_counter() - wall
+
+
+def interleaved(fns: Mapping[str, Callable[[], Any]], *, warmup: int, rounds: int) -> dict[str, dict[str, list[float]]]:
+    """CPU and wall seconds per call of each function, run in alternating rounds (``a b c a b c``)
+    so that machine noise hits every candidate alike; ``warmup`` untimed calls each first."""
     for fn in fns.values():
-        time_calls(fn, device=device, warmup=warmup, repeats=0)
-    times: dict[str, list[float]] = {name: [] for name in fns}
+        for _ in range(warmup):
+            fn()
+    times: dict[str, dict[str, list[float]]] = {name: {"cpu": [], "wall": []} for name in fns}
     for _ in range(rounds):
         for name, fn in fns.items():
-            times[name] += time_calls(fn, device=device, warmup=0, repeats=per_round)
+            cpu, wall = cpu_and_wall(fn)
+            times[name]["cpu"].append(cpu)
+            times[name]["wall"].append(wall)
     return times
 
 
@@ -281,6 +311,11 @@ def peak_memory(device: torch.device) -> Iterator[dict[str, float]]:
         torch.cuda.synchronize(device)
         stats["peak_allocated_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
         stats["peak_reserved_gib"] = torch.cuda.max_memory_reserved(device) / 2**30
+
+
+def allocated_gib(device: torch.device) -> float | None:
+    """GiB currently allocated by tensors on a CUDA ``device`` (``None`` elsewhere)."""
+    return torch.cuda.memory_allocated(device) / 2**30 if device.type == "cuda" else None
 
 
 def free_memory() -> None:
@@ -322,11 +357,15 @@ def environment(device: torch.device) -> dict[str, Any]:
     return env
 
 
+def json_dumps(data: Any) -> str:
+    return json.dumps(data, indent=2, default=str)
+
+
 def write_json(path: pathlib.Path, data: Any) -> None:
     """Write atomically (a partial file never replaces a good one)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    tmp.write_text(json_dumps(data) + "\n")
     tmp.replace(path)
 
 

@@ -8,8 +8,9 @@ AdamW + EMA) on random data. Figures per mode: median step time, it/s, samples/s
 (CUDA), FLOPs per step counted by ``torch.utils.flop_counter`` on an eager copy, model TFLOP/s,
 and the step-time ratio to ``fm`` (genflow's flow-matching objective) and to ``tim-fm`` (the TiM
 objective with every row ``r = t``, the reference's "fm"). On CPU the modes run in interleaved
-rounds (noise hits all alike) and ratios are the median of per-round ratios; on CUDA they run
-one after the other (one model in memory at a time). Prints a table, writes JSON.
+rounds (noise hits all alike) and ratios are the median of per-round ratios of the process's CPU
+time (``*_wall``: of wall time), steadier than wall time on a shared machine; on CUDA the modes run
+one after the other (one model in memory at a time) and are timed with CUDA events. Prints a table, writes JSON.
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
+import common
 import torch
 
-import common
 from genflow.plugins import PluginManager
 
 
@@ -72,77 +73,96 @@ def step_flops(manager: PluginManager, setup: StepSetup, mode: str,
             common.free_memory()
 
 
-def row(setup: StepSetup, mode: str, times: Sequence[float], flops: int | None,
-        memory: Mapping[str, float]) -> dict[str, Any]:
-    """One result row: timing summary, throughput, memory and model TFLOP/s."""
+def row(setup: StepSetup, mode: str, times: Sequence[float], flops: int | None, memory: Mapping[str, float],
+        cpu_times: Sequence[float] | None = None) -> dict[str, Any]:
+    """One result row: timing summary (wall; plus CPU time on CPUs), throughput, memory, TFLOP/s."""
     stats = common.summary(times)
     median = stats["median_s"]
     out: dict[str, Any] = {"preset": setup.preset, "batch": setup.batch, "variant": setup.variant,
                            "precision": setup.precision, "mode": mode, **stats, "it_per_s": 1 / median,
                            "samples_per_s": setup.batch / median, **memory}
+    if cpu_times is not None:
+        out["cpu_median_s"] = statistics.median(cpu_times)
     if flops is not None:
         out["step_tflop"] = flops / 1e12
         out["tflop_per_s"] = flops / median / 1e12
     return out
 
 
-def add_ratios(rows: list[dict[str, Any]], paired: Mapping[str, Sequence[float]] | None = None) -> None:
-    """``ratio_fm`` / ``ratio_tim_fm``: step time over the baseline's; from per-round pairs when
-    ``paired`` (interleaved CPU runs), else from medians."""
+def add_ratios(rows: list[dict[str, Any]], paired: Mapping[str, Mapping[str, Sequence[float]]] | None = None) -> None:
+    """``ratio_fm`` / ``ratio_tim_fm``: step time over the baseline's. On interleaved CPU runs
+    (``paired``) the median of per-round ratios of CPU time (``*_wall``: of wall time); else the
+    ratio of medians."""
     by_mode = {r["mode"]: r for r in rows}
     for base, key in (("fm", "ratio_fm"), ("tim-fm", "ratio_tim_fm")):
         if base not in by_mode:
             continue
         for r in rows:
-            if paired is not None:
-                pairs = zip(paired[r["mode"]], paired[base], strict=True)
-                r[key] = statistics.median(a / b for a, b in pairs)
-            else:
+            if paired is None:
                 r[key] = r["median_s"] / by_mode[base]["median_s"]
+                continue
+            for clock, suffix in (("cpu", ""), ("wall", "_wall")):
+                pairs = zip(paired[r["mode"]][clock], paired[base][clock], strict=True)
+                r[key + suffix] = statistics.median(a / b for a, b in pairs)
 
 
 def measure_interleaved(manager: PluginManager, setup: StepSetup, modes: Sequence[str]) -> list[dict[str, Any]]:
     """All modes in memory, timed in alternating rounds (CPU): robust ratios on a noisy machine."""
     trainers = {mode: build_trainer(manager, setup, mode) for mode in modes}
     steps: dict[str, Callable[[], None]] = {mode: t.stepper() for mode, t in trainers.items()}
-    times = common.interleaved(steps, device=torch.device(setup.device), warmup=setup.warmup,
-                               rounds=setup.repeats)
+    times = common.interleaved(steps, warmup=setup.warmup, rounds=setup.repeats)
     rows = []
     for mode in modes:
         eager = trainers[mode] if not (setup.compile or setup.fsdp) else None
-        rows.append(row(setup, mode, times[mode], step_flops(manager, setup, mode, eager), {}))
+        flops = step_flops(manager, setup, mode, eager)
+        rows.append(row(setup, mode, times[mode]["wall"], flops, {}, cpu_times=times[mode]["cpu"]))
     add_ratios(rows, paired=times)
     return rows
 
 
-def measure_one(manager: PluginManager, setup: StepSetup, mode: str, flops: int | None = None) -> dict[str, Any]:
-    """One mode on its own (CUDA): build, warm up, time, record peak memory, free."""
+Probe = Callable[[Callable[[], None]], Mapping[str, Any]]
+
+
+def measure_one(manager: PluginManager, setup: StepSetup, mode: str, flops: int | None = None, *,
+                probe: Probe | None = None) -> dict[str, Any]:
+    """One mode on its own (CUDA): build, warm up (compilation included, timed as ``warmup_s``),
+    time, record peak memory, free. ``probe(step)`` may add figures (e.g. a profile) before freeing."""
     device = torch.device(setup.device)
+    before = common.allocated_gib(device)  # leftovers of earlier modes would show here
     trainer = build_trainer(manager, setup, mode)
     step = trainer.stepper()
     with common.peak_memory(device) as memory:
-        times = common.time_calls(step, device=device, warmup=setup.warmup, repeats=setup.repeats)
+        warmup_s = common.wall_time(step, device=device, calls=setup.warmup)
+        times = common.time_calls(step, device=device, warmup=0, repeats=setup.repeats)
+    extra = dict(probe(step)) if probe is not None else {}
     if flops is None and not (setup.compile or setup.fsdp):
         flops = step_flops(manager, setup, mode, trainer)
     del trainer, step
     common.free_memory()
     if flops is None:
         flops = step_flops(manager, setup, mode)
-    return row(setup, mode, times, flops, memory)
+    return {**row(setup, mode, times, flops, memory), "warmup_s": warmup_s, "allocated_before_gib": before, **extra}
 
 
 def measure(manager: PluginManager, setup: StepSetup, modes: Sequence[str], *, interleave: bool | None = None,
-            flops: Mapping[str, int | None] | None = None) -> list[dict[str, Any]]:
-    """Rows for every mode; interleaved by default on CPU, sequential on CUDA."""
+            flops: Mapping[str, int | None] | None = None, stop: Callable[[], bool] | None = None,
+            probe: Mapping[str, Probe] | None = None) -> list[dict[str, Any]]:
+    """Rows for every mode; interleaved by default on CPU, sequential on CUDA. Sequential runs skip
+    the modes left once ``stop()`` is true (a time budget) and apply ``probe[mode]`` where given."""
     if interleave if interleave is not None else setup.device == "cpu":
         return measure_interleaved(manager, setup, modes)
-    rows = [measure_one(manager, setup, mode, (flops or {}).get(mode)) for mode in modes]
-    add_ratios(rows)
+    rows = []
+    for mode in modes:
+        if stop is not None and stop():
+            rows.append({"preset": setup.preset, "variant": setup.variant, "mode": mode, "skipped": "time budget"})
+            continue
+        rows.append(measure_one(manager, setup, mode, (flops or {}).get(mode), probe=(probe or {}).get(mode)))
+    add_ratios([r for r in rows if "median_s" in r])
     return rows
 
 
-COLUMNS = ["preset", "batch", "variant", "mode", "median_s", "it_per_s", "samples_per_s", "ratio_fm",
-           "ratio_tim_fm", "tflop_per_s", "peak_allocated_gib"]
+COLUMNS = ["preset", "batch", "variant", "mode", "median_s", "cpu_median_s", "it_per_s", "samples_per_s",
+           "ratio_fm", "ratio_tim_fm", "ratio_fm_wall", "tflop_per_s", "peak_allocated_gib"]
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -157,7 +177,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--fsdp", action="store_true", help="FSDP2 on a world of one (bf16 params)")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=10, help="timed steps (CPU: interleaved rounds)")
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads (default 1: steadier on a shared machine; 0: torch's default)")
     parser.add_argument("--out", help="folder for the JSON (default: $OUT, else benchmarks/results)")
     parser.add_argument("--name", default="", help="JSON file name (default: train_step_<preset>_<device>)")
     args = parser.parse_args(argv)

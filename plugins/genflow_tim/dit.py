@@ -104,8 +104,14 @@ class SwiGLU(nn.Module):
 
 
 class RMSNorm(nn.Module):
-    """``x / rms(x) * w`` over the last axis, in at least float32, returned in ``x``'s dtype
-    (written out so forward-mode AD always works)."""
+    """``x / rms(x) * w`` over the last axis, returned in ``x``'s dtype (written out so forward-mode
+    AD always works).
+
+    The rms is accumulated in at least float32 (``vector_norm`` upcasts inside the kernel) and
+    applied in ``x``'s dtype, so the backward pass keeps ``x`` itself and a ``(..., 1)`` factor, not
+    two float32 copies of ``x``: for bf16 activations that is 4x less memory per norm (about 6 GB
+    at XL/2, batch 64) for the same result up to one bf16 rounding.
+    """
 
     def __init__(self, dim: int, eps: float = 1e-6) -> None:
         super().__init__()
@@ -116,8 +122,10 @@ class RMSNorm(nn.Module):
         nn.init.ones_(self.weight)
 
     def forward(self, x: Tensor) -> Tensor:
-        xf = x.to(torch.promote_types(x.dtype, torch.float32))
-        return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight).to(x.dtype)
+        acc = torch.promote_types(x.dtype, torch.float32)
+        norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True, dtype=acc)  # (..., 1), sqrt(sum x^2)
+        rstd = torch.rsqrt(norm.square() / x.shape[-1] + self.eps)  # 1 / rms
+        return x * rstd.to(x.dtype) * self.weight.to(x.dtype)
 
 
 def modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
@@ -221,10 +229,12 @@ class TiMBlock(nn.Module):
 
     def forward(self, h: Tensor, c: Tensor, phi_dt: Tensor, rope: tuple[Tensor, Tensor]) -> Tensor:
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = self.adaln(c).chunk(6, dim=-1)
-        h = h + gate_msa * self.attn(modulate(self.norm1(h), shift_msa, scale_msa), phi_dt, rope)  # (N, T, D)
+        # LayerNorm outputs float32 under CUDA autocast; modulating in the residual stream's dtype
+        # keeps bf16 (not fp32) copies for the backward pass and halves this elementwise traffic.
+        h = h + gate_msa * self.attn(modulate(self.norm1(h).to(h.dtype), shift_msa, scale_msa), phi_dt, rope)
         # Slot for per-block text cross-attention (text-to-image XL/1, TIM.md section 9):
         # ``h = h + cross_attn(norm(h), text, text_mask)`` goes here, between attention and MLP.
-        h = h + gate_mlp * self.mlp(modulate(self.norm2(h), shift_mlp, scale_mlp))  # (N, T, D)
+        h = h + gate_mlp * self.mlp(modulate(self.norm2(h).to(h.dtype), shift_mlp, scale_mlp))  # (N, T, D)
         return h
 
 
@@ -244,7 +254,7 @@ class FinalLayer(nn.Module):
 
     def forward(self, h: Tensor, c: Tensor) -> Tensor:
         shift, scale = self.adaln(c).chunk(2, dim=-1)  # (N, 1, D) each
-        return self.linear(modulate(self.norm(h), shift, scale))  # (N, T, p p C)
+        return self.linear(modulate(self.norm(h).to(h.dtype), shift, scale))  # (N, T, p p C)
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,0 +1,317 @@
+"""Every performance figure in one call on one GPU, in under 6 minutes; JSON to ``$OUT``.
+
+    python benchmarks/gpu_suite.py --out "$OUT"           # one H100 / H200
+    python benchmarks/gpu_suite.py --tiny --out /tmp/s    # the same sections on CPU, ~1-2 minutes
+
+Sections, in order (each in its own try/except; the JSON is rewritten after each one; sections
+that would start after ``--budget`` seconds are skipped and say so):
+
+1. ``matmul``: the card's measured dense bf16 rate (8192^3 products), the denominator of MFU.
+2. ``train XL/2 b64 eager``, bf16 autocast: fm, dde (central DDE, default: passes in the model's
+   precision, i.e. bf16), dde1 (one-sided), dde-fp32 (fp32 passes), jvp; each with median step
+   time, it/s, samples/s, peak memory, FLOPs per step (``torch.utils.flop_counter``), TFLOP/s,
+   MFU and the ratio to fm.
+3. ``train B/4 b256 compiled`` and ``train XL/2 b64 compiled``: dde, fm, dde1 with
+   ``train.compile`` (``torch.compile`` of each block), static shapes; ``warmup_s`` includes the
+   compilation. dde and dde1 are profiled (top CUDA kernels and host ops, ``profile_*.txt``).
+4. ``train B/4 b256 eager``: as 2.
+5. ``train XL/2 b64 fsdp2``: FSDP2 on a world of one (NCCL, bf16 parameters, fp32 reduction).
+6. ``accuracy``: DDE error vs a float64 JVP on B/4 (untrained, zero-initialised weights redrawn)
+   by epsilon, stencil and pass precision, on this card's bf16 kernels.
+7. ``sampling``: images/s at 1, 4, 16 steps with and without guidance, B/4 and XL/2, eager bf16.
+8. ``train XL/2 b64 fsdp2 compiled``, if time is left.
+
+``summary`` checks the targets of docs/performance.md (H200 numbers, x0.9 on an H100).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import pathlib
+import time
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import attrs
+import common
+import derivative_accuracy
+import sampling
+import torch
+import train_step
+
+#: (preset, batch) of the full suite and of ``--tiny``.
+FULL = (("B/4", 256), ("XL/2", 64))
+TINY = (("debug", 8), ("debug", 4))
+EAGER_MODES = ("fm", "dde", "dde1", "dde-fp32", "jvp")
+COMPILED_MODES = ("dde", "fm", "dde1")
+FSDP_MODES = ("dde", "fm")
+DDE_MODES = ("dde", "dde1", "dde-fp32")
+#: Targets on an H200 (docs/BENCHMARKS.md); H100 targets are 0.9x the throughputs.
+TARGETS = {"xl2_dde_it_s": 6.0, "b4_dde_it_s": 19.0, "dde_fm_ratio": 1.25, "mfu": 0.45, "xl2_peak_gib": 45.7}
+
+
+@attrs.define
+class Suite:
+    """Runs sections under a time budget and keeps the JSON on disk current."""
+
+    path: pathlib.Path
+    budget_s: float
+    result: dict[str, Any]
+    start: float = attrs.field(factory=time.perf_counter)
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+    def over_budget(self) -> bool:
+        return self.elapsed() > self.budget_s
+
+    def section(self, name: str, run: Callable[[], Any]) -> Any:
+        """Run one section, record ``ok`` / ``error`` / ``skipped``, write the JSON."""
+        record: dict[str, Any] = {"started_s": round(self.elapsed(), 1)}
+        value = None
+        if self.over_budget():
+            record["status"] = "skipped: time budget"
+        else:
+            try:
+                value = run()
+                record.update(status="ok", result=value)
+            except Exception as exc:  # one failing section must not lose the others
+                record.update(status="error", error=f"{type(exc).__name__}: {exc}",
+                              traceback=traceback.format_exc()[-4000:])
+            finally:
+                common.free_memory()
+        record["seconds"] = round(self.elapsed() - record["started_s"], 1)
+        self.result["sections"][name] = record
+        self.result["elapsed_s"] = round(self.elapsed(), 1)
+        common.write_json(self.path, self.result)
+        print(f"[{self.elapsed():6.1f} s] {name}: {record['status']} ({record['seconds']} s)", flush=True)
+        if record["status"] == "error":
+            print(record["traceback"], flush=True)
+        return value
+
+
+def configure_compile(tiny: bool) -> None:
+    """Static shapes and room for every (preset, grad mode, batch) graph of one process; ``--tiny``
+    compiles with dynamo's ``eager`` backend (graph capture without code generation) to stay fast."""
+    import torch._dynamo
+
+    config = torch._dynamo.config
+    config.automatic_dynamic_shapes = False
+    for name in ("cache_size_limit", "recompile_limit"):
+        if hasattr(config, name):
+            setattr(config, name, 64)
+    for name in ("accumulated_cache_size_limit", "accumulated_recompile_limit"):
+        if hasattr(config, name):
+            setattr(config, name, 1024)
+    if tiny:
+        original = torch.nn.Module.compile
+
+        def compile_eager(self: torch.nn.Module, *args: Any, **kwargs: Any) -> None:
+            kwargs.setdefault("backend", "eager")
+            original(self, *args, **kwargs)
+
+        torch.nn.Module.compile = compile_eager  # type: ignore[method-assign]
+
+
+def profile(step: Callable[[], None], device: torch.device, out: pathlib.Path, name: str, steps: int = 3) -> dict[str, Any]:
+    """``profile_steps`` or, if the profiler cannot run here (e.g. no CUPTI), the reason."""
+    try:
+        return profile_steps(step, device, out, name, steps)
+    except Exception as exc:
+        return {"profile_error": f"{type(exc).__name__}: {exc}"}
+
+
+def profile_steps(step: Callable[[], None], device: torch.device, out: pathlib.Path, name: str,
+                  steps: int) -> dict[str, Any]:
+    """Top kernels / ops by self device time over ``steps`` steps; the full table goes to a text file."""
+    from torch.profiler import ProfilerActivity
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with torch.profiler.profile(activities=activities) as prof:
+        for _ in range(steps):
+            step()
+        common.synchronize(device)
+    events = prof.key_averages()
+    kind = "device" if device.type == "cuda" else "cpu"
+
+    def self_time(e: Any) -> float:
+        names = ("self_device_time_total", "self_cuda_time_total") if kind == "device" else ("self_cpu_time_total",)
+        return next((float(getattr(e, n)) for n in names if hasattr(e, n)), 0.0)
+
+    def cpu_time(e: Any) -> float:
+        return float(getattr(e, "self_cpu_time_total", 0.0))
+
+    def entries(key: Callable[[Any], float]) -> list[dict[str, Any]]:
+        top = sorted(events, key=key, reverse=True)[:25]  # kernels and ops, by self time
+        return [{"name": e.key[:120], "ms_per_step": key(e) / 1e3 / steps, "calls_per_step": e.count / steps}
+                for e in top]
+
+    tables = []
+    for sort_by in ("self_cuda_time_total", "self_device_time_total", "self_cpu_time_total"):
+        with contextlib.suppress(Exception):  # sort keys differ between versions
+            tables.append(f"sorted by {sort_by}\n" + events.table(sort_by=sort_by, row_limit=40))
+    (out / f"profile_{name}.txt").write_text("\n\n".join(tables))
+    # self times count each kernel twice (the aten op and the kernel itself): halve for busy time
+    return {"profile_device_busy_ms_per_step": sum(self_time(e) for e in events) / 2e3 / steps,
+            "profile_cpu_ms_per_step": sum(cpu_time(e) for e in events) / 1e3 / steps,
+            "profile_top": entries(self_time), "profile_top_cpu": entries(cpu_time)}
+
+
+def train_section(suite: Suite, manager: Any, setup: train_step.StepSetup, modes: Sequence[str],
+                  flops: dict[tuple[str, int, str], int | None], matmul: float | None,
+                  probe: Callable[[str], Callable[[Callable[[], None]], Mapping[str, Any]]] | None = None,
+                  probed: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """One preset x variant: every mode, FLOPs shared between variants, MFU against ``matmul``;
+    ``probe(mode)`` profiles the modes in ``probed``."""
+    known = {m: flops.get((setup.preset, setup.batch, m)) for m in modes}
+    probes = {m: probe(m) for m in probed} if probe is not None else None
+    rows = train_step.measure(manager, setup, modes, interleave=False, flops=known, stop=suite.over_budget,
+                              probe=probes)
+    for r in rows:
+        if "step_tflop" in r:
+            flops.setdefault((setup.preset, setup.batch, r["mode"]), int(r["step_tflop"] * 1e12))
+            if matmul:
+                r["mfu"] = r["tflop_per_s"] * 1e12 / matmul
+    print(common.table(rows, [*train_step.COLUMNS, "mfu", "warmup_s"]), flush=True)
+    return rows
+
+
+def accuracy_section(manager: Any, preset: str, device: str, batch: int) -> list[dict[str, Any]]:
+    """DDE vs float64 JVP on an untrained (redrawn) model of ``preset`` with random data."""
+    trainer = derivative_accuracy.make_trainer(manager, preset, "random", device, batch=batch)
+    data = trainer.components.dataset.reference(batch, seed=123)
+    data = attrs.evolve(data, x=data.x.to(device), cond=data.cond.to(device))
+    model = trainer.model
+    derivative_accuracy.redraw_zero_weights(model)
+    rows = derivative_accuracy.accuracy_rows(model, trainer.components.objective, data, label="untrained",
+                                             epsilons=(0.0025, 0.005, 0.01, 0.02, 0.05),
+                                             precisions=derivative_accuracy.PRECISIONS)
+    derivative_accuracy.print_accuracy(rows, (0.0025, 0.005, 0.01, 0.02, 0.05))
+    return rows
+
+
+def sampling_section(manager: Any, preset: str, device: str, batch: int, precision: str) -> list[dict[str, Any]]:
+    trainer = sampling.sampler_trainer(manager, preset, device)
+    rows = [{"preset": preset, **r} for r in sampling.measure(trainer, batch=batch, precision=precision,
+                                                               warmup=1, repeats=2)]
+    print(common.table(rows, sampling.COLUMNS), flush=True)
+    return rows
+
+
+def measured_rows(result: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every timed training row of the sections that ran."""
+    return [r for s in result["sections"].values() if s.get("status") == "ok" and isinstance(s.get("result"), list)
+            for r in s["result"] if isinstance(r, dict) and "it_per_s" in r and "mode" in r and "sampling" not in r]
+
+
+def summary(result: Mapping[str, Any], presets: Sequence[tuple[str, int]]) -> dict[str, Any]:
+    """Each derivative mode's best row per preset against the targets of docs/BENCHMARKS.md
+    (H200 figures; throughputs x0.9 on an H100)."""
+    rows = measured_rows(result)
+    scale = 0.9 if "H100" in str(result["environment"].get("card", "")) else 1.0
+    (small, small_batch), (large, large_batch) = presets
+    targets = {(large, large_batch): TARGETS["xl2_dde_it_s"] * scale, (small, small_batch): TARGETS["b4_dde_it_s"] * scale}
+    out: dict[str, Any] = {"throughput_scale": scale, "targets": TARGETS, "best": []}
+    for (preset, batch), target in targets.items():
+        for mode in (*DDE_MODES, "fm", "jvp"):
+            found = [r for r in rows if (r.get("preset"), r.get("batch"), r.get("mode")) == (preset, batch, mode)]
+            if not found:
+                continue
+            top = max(found, key=lambda r: r["it_per_s"])
+            entry = {k: top.get(k) for k in ("preset", "batch", "mode", "variant", "it_per_s", "ratio_fm", "mfu",
+                                              "peak_allocated_gib")}
+            if mode != "fm":
+                entry["it_per_s_target"] = target
+                entry["pass_it_per_s"] = top["it_per_s"] >= target
+                entry["pass_ratio"] = top.get("ratio_fm") is not None and top["ratio_fm"] <= TARGETS["dde_fm_ratio"]
+                entry["pass_mfu"] = top.get("mfu") is not None and top["mfu"] >= TARGETS["mfu"]
+            if (preset, batch) == (large, large_batch) and top.get("peak_allocated_gib") is not None:
+                entry["pass_peak"] = top["peak_allocated_gib"] <= TARGETS["xl2_peak_gib"]
+            out["best"].append(entry)
+    print(common.table(out["best"], ["preset", "batch", "mode", "variant", "it_per_s", "it_per_s_target", "ratio_fm",
+                                     "mfu", "peak_allocated_gib", "pass_it_per_s", "pass_ratio", "pass_mfu"]))
+    return out
+
+
+def parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", help="folder for gpu_suite.json (default: $OUT, else benchmarks/results)")
+    parser.add_argument("--tiny", action="store_true", help="debug preset on CPU: a quick check of every section")
+    parser.add_argument("--budget", type=float, default=None, help="seconds after which sections and modes "
+                        "are skipped (default 270; --tiny 240)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed steps per mode (default 6; --tiny 2)")
+    parser.add_argument("--skip", default="", help="comma-separated section name prefixes to skip")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse(argv)
+    tiny = args.tiny or not torch.cuda.is_available()
+    device = "cpu" if tiny else "cuda"
+    presets = TINY if tiny else FULL
+    repeats = args.repeats or (2 if tiny else 6)
+    precision = "fp32" if tiny else "bf16"
+    if tiny:
+        torch.set_num_threads(1)  # several threads on a shared CPU can run 10x slower
+    else:
+        torch.backends.cuda.matmul.allow_tf32 = False  # fp32 stays fp32: the dde-fp32 passes are what they say
+    configure_compile(tiny)
+    out = common.out_dir(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    result: dict[str, Any] = {"benchmark": "gpu_suite", "tiny": tiny,
+                              "environment": common.environment(torch.device(device)), "sections": {}}
+    suite = Suite(path=out / ("gpu_suite_tiny.json" if tiny else "gpu_suite.json"),
+                  budget_s=args.budget or (240.0 if tiny else 270.0), result=result)
+    manager = common.plugin_manager()
+    skip = tuple(s for s in args.skip.split(",") if s)
+    flops: dict[tuple[str, int, str], int | None] = {}
+
+    def section(name: str, run: Callable[[], Any]) -> Any:
+        if skip and name.startswith(skip):
+            return None
+        return suite.section(name, run)
+
+    matmul = section("matmul", lambda: common.matmul_rate(torch.device(device), size=512 if tiny else 8192))
+    result["matmul_tflops"] = matmul / 1e12 if matmul else None
+
+    def setup(preset: str, batch: int, *, compile: bool = False, fsdp: bool = False) -> train_step.StepSetup:
+        # FSDP2 runs bf16 parameters (fp32 reduction) instead of autocast
+        return train_step.StepSetup(preset=preset, batch=batch, device=device, compile=compile, fsdp=fsdp,
+                                    fsdp_bf16=fsdp, precision="fp32" if fsdp else precision,
+                                    warmup=3 if compile else 2, repeats=repeats)
+
+    def profiler(name: str) -> Callable[[Callable[[], None]], Mapping[str, Any]]:
+        return lambda step: profile(step, torch.device(device), out, name)
+
+    (small, small_batch), (large, large_batch) = presets
+
+    def eager(preset: str, batch: int) -> None:
+        section(f"train {preset} b{batch} eager", lambda: train_section(
+            suite, manager, setup(preset, batch), EAGER_MODES, flops, matmul))
+
+    eager(large, large_batch)  # first: the reference's eager memory figure and the FLOP counts
+    for preset, batch in presets:
+        section(f"train {preset} b{batch} compiled", lambda p=preset, b=batch: train_section(
+            suite, manager, setup(p, b, compile=True), COMPILED_MODES, flops, matmul,
+            probe=lambda mode, p=p, b=b: profiler(f"{p.replace('/', '')}_b{b}_compiled_{mode}"),
+            probed=("dde", "dde1")))
+    eager(small, small_batch)
+    section(f"train {large} b{large_batch} fsdp2", lambda: train_section(
+        suite, manager, setup(large, large_batch, fsdp=True), FSDP_MODES,
+        flops, matmul))
+    section("accuracy", lambda: accuracy_section(manager, presets[0][0], device, 8 if tiny else 64))
+    for preset, batch in presets:
+        section(f"sampling {preset} b{batch}", lambda p=preset, b=batch: sampling_section(manager, p, device, b, precision))
+    section(f"train {large} b{large_batch} fsdp2 compiled", lambda: train_section(
+        suite, manager, setup(large, large_batch, fsdp=True, compile=True), FSDP_MODES, flops, matmul,
+        probe=lambda mode: profiler(f"{large.replace('/', '')}_b{large_batch}_fsdp2_compiled_{mode}"),
+        probed=("dde",)))
+    result["summary"] = summary(result, presets)
+    common.write_json(suite.path, result)
+    print(f"wrote {suite.path} in {suite.elapsed():.0f} s")
+
+
+if __name__ == "__main__":
+    main()
