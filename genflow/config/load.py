@@ -2,7 +2,9 @@
 
 A slot's settings are a TOML table with a ``name`` key (the registered component) and that
 component's options, e.g. ``[objective] name = "tim"  diffusion_ratio = 0.4``. Changing a slot's
-name with a selector drops the settings the file gave that slot.
+name with a selector drops the settings the file gave that slot, and those of the slots that follow
+it (``DEPENDENTS``: the sampler follows the objective, the backbone the data) unless they are
+selected too.
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ from genflow.errors import ConfigError, allowed
 from genflow.plugins import PluginManager
 
 PRESET_PACKAGE = "genflow_configs"
+
+#: Slots whose default follows another slot's component (``Component.defaults``).
+DEPENDENTS: dict[str, tuple[str, ...]] = {"objective": ("sampler",), "data": ("backbone",)}
 
 
 def preset_names() -> list[str]:
@@ -97,6 +102,11 @@ def merge_raw(
         current = raw.get(slot)
         if not isinstance(current, dict) or current.get("name") != name:
             raw[slot] = {"name": name}
+            # The file's choice for a dependent slot was made for the old component: let the new
+            # one's ``defaults`` choose (e.g. --objective fm brings its own sampler).
+            for dependent in DEPENDENTS.get(slot, ()):
+                if selectors.get(dependent) is None:
+                    raw.pop(dependent, None)
     for item in overrides:
         keys, value = parse_override(item)
         _set_dotted(raw, keys, value, item)

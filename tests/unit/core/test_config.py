@@ -92,3 +92,14 @@ def test_merge_keeps_the_input_untouched():
     data = {"objective": {"name": "fm", "p_mean": 0.1}}
     merge_raw(data, {"objective": "tim"}, ["objective.p_mean=0.2"])
     assert data == {"objective": {"name": "fm", "p_mean": 0.1}}
+
+
+def test_changing_the_objective_lets_the_sampler_follow(manager, tmp_path):
+    path = tmp_path / "run.toml"
+    path.write_text('[objective]\nname = "tim"\n[sampler]\nname = "transition"\n[data]\nname = "shapes"\n'
+                    '[backbone]\nname = "unet"\n')
+    assert cfg.load(manager, config_file=str(path), selectors={"objective": "fm"}).sampler.name == "euler"
+    explicit = cfg.load(manager, config_file=str(path), selectors={"objective": "fm", "sampler": "heun"})
+    assert explicit.sampler.name == "heun"
+    assert cfg.load(manager, config_file=str(path), selectors={"data": "toy2d"}).backbone.name == "mlp"
+    assert cfg.load(manager, config_file=str(path), selectors={"objective": "tim"}).sampler.name == "transition"
