@@ -14,6 +14,16 @@ def null_condition(cond: Condition, spec: DataSpec) -> Condition:
     return Condition(labels=labels, text=cond.text, text_mask=cond.text_mask)
 
 
+def drop_labels(cond: Condition, rate: float, spec: DataSpec, generator: torch.Generator) -> Condition:
+    """Replace each class label by the null class ``spec.num_classes`` with probability ``rate``
+    (label dropout for classifier-free guidance); the draw uses ``generator`` on its own device."""
+    if cond.labels is None or spec.num_classes <= 0 or rate <= 0:
+        return cond
+    drop = torch.rand(cond.labels.shape, generator=generator, device=generator.device) < rate
+    labels = torch.where(drop.to(cond.labels.device), spec.num_classes, cond.labels)
+    return Condition(labels=labels, text=cond.text, text_mask=cond.text_mask)
+
+
 def guidance_active(cond: Condition, guidance: float) -> bool:
     """Guidance needs a condition to drop and a scale other than 1."""
     return guidance != 1.0 and cond.labels is not None

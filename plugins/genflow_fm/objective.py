@@ -5,7 +5,8 @@ from __future__ import annotations
 import attrs
 import torch
 
-from genflow.interfaces import Backbone, Batch, Condition, DataSpec, Objective, ObjectiveOutput, Path
+from genflow.guidance import drop_labels
+from genflow.interfaces import Backbone, Batch, DataSpec, Objective, ObjectiveOutput, Path
 from genflow.losses import finite_mean
 from genflow.timesteps import logit_normal, resolution_shift, shift_factor
 
@@ -18,15 +19,6 @@ class FlowMatchingConfig:
     p_std: float = 1.0
     label_dropout: float = 0.1
     base_resolution: int = 0
-
-
-def drop_labels(cond: Condition, rate: float, null_label: int, generator: torch.Generator) -> Condition:
-    """Replace a fraction ``rate`` of class labels by the null class (classifier-free guidance)."""
-    if cond.labels is None or rate <= 0:
-        return cond
-    labels = cond.labels
-    drop = torch.rand(labels.shape, generator=generator, device=labels.device) < rate
-    return attrs.evolve(cond, labels=torch.where(drop, torch.full_like(labels, null_label), labels))
 
 
 class FlowMatching(Objective):
@@ -46,7 +38,7 @@ class FlowMatching(Objective):
         z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
         x_t = self.path.interpolate(x, z, t)
         v_t = self.path.velocity(x, z, t)
-        cond = drop_labels(batch.cond, self.config.label_dropout, self.spec.num_classes, generator)
+        cond = drop_labels(batch.cond, self.config.label_dropout, self.spec, generator)
         F = backbone(x_t, t, t, cond)
         per_sample = (F.float() - v_t.float()).pow(2).flatten(1).mean(1)
         loss, finite = finite_mean(per_sample)

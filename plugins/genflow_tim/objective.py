@@ -11,7 +11,7 @@ from attrs import validators
 from torch import Tensor
 from torch.autograd import forward_ad as fwAD
 
-from genflow.guidance import null_condition
+from genflow.guidance import drop_labels, null_condition
 from genflow.interfaces import (
     Backbone,
     Batch,
@@ -234,11 +234,7 @@ class TimObjective(Objective):
 
     def drop_labels(self, cond: Condition, *, generator: torch.Generator) -> Condition:
         """Replace each label by the null class ``spec.num_classes`` with probability ``label_dropout``."""
-        if cond.labels is None or self.spec.num_classes <= 0 or self.config.label_dropout <= 0:
-            return cond
-        drop = torch.rand(cond.labels.shape, generator=generator, device=generator.device)
-        drop = (drop < self.config.label_dropout).to(cond.labels.device)
-        return attrs.evolve(cond, labels=torch.where(drop, self.spec.num_classes, cond.labels))
+        return drop_labels(cond, self.config.label_dropout, self.spec, generator)
 
     def guided_velocity(
         self, backbone: Backbone, x_t: Tensor, v_t: Tensor, t: Tensor, cond: Condition
