@@ -28,6 +28,7 @@ from genflow.timesteps import logit_normal, resolution_shift, shift_factor
 from genflow_tim.derivatives import replayed_rng, rng_snapshot
 
 Weighting = Literal["tangent", "linear", "odds", "constant"]
+DiffusionTime = Literal["max", "single"]
 WEIGHTINGS = ("tangent", "linear", "odds", "constant")
 
 _unit = validators.and_(validators.ge(0.0), validators.le(1.0))
@@ -35,13 +36,22 @@ _unit = validators.and_(validators.ge(0.0), validators.le(1.0))
 
 @attrs.frozen(kw_only=True)
 class TimObjectiveConfig:
-    """Options of the ``tim`` objective; defaults are the reference's class-conditional settings.
+    """Options of the ``tim`` objective. Times and weightings are the reference's class-conditional
+    settings; three loss defaults differ from it (``adaptive_groups = 8``, ``directional = False``,
+    ``diffusion_t = "single"``): on toy2d and shapes the reference's loss made quality fall with
+    more sampling steps (docs/results.md); ``REFERENCE_LOSS`` restores it.
 
     Times: ``t, r`` = max / min of two logit-normal draws ``sigmoid(N(p_mean, p_std))``; a fraction
     ``diffusion_ratio`` of each batch gets ``r = t``, ``consistency_ratio`` gets ``r = 0``
-    (TIM.md s5). ``base_resolution`` > 0 turns on the resolution shift of ``t`` and ``r``.
+    (TIM.md s5). ``diffusion_t``: the ``t`` of the ``r = t`` rows, ``"max"`` of the two draws (the
+    reference) or a ``"single"`` draw (as flow matching samples it: more rows near the data).
+    ``base_resolution`` > 0 turns on the resolution shift of ``t`` and ``r``.
     Loss (TIM.md s6): interval ``weighting`` with ``sigma_d``; ``adaptive`` weighting
-    ``1 / (sg(L) + adaptive_eps)``; ``directional`` adds ``1 - cos(F, F_hat)`` over channels.
+    ``1 / (sg(L) + adaptive_eps)`` per sample (``adaptive_groups = 0``, the reference) or
+    ``1 / (mean sg(L) of the row's group + adaptive_eps)`` with ``adaptive_groups = k`` groups of
+    rows of similar ``t`` (per kind: ``r = t`` rows and interval rows), which estimates
+    ``E[L | t]`` instead of using the sample's own loss; ``directional`` adds ``1 - cos(F, F_hat)``
+    over channels.
     ``label_dropout``: probability of the null class. ``guidance_target`` enables the
     guidance-enhanced target ``v + guidance_target_scale (F_c - F_u)`` for ``t / t_max`` inside
     the closed ``guidance_target_interval``.
@@ -51,11 +61,13 @@ class TimObjectiveConfig:
     p_std: float = attrs.field(default=1.0, validator=validators.gt(0.0))
     diffusion_ratio: float = attrs.field(default=0.5, validator=_unit)
     consistency_ratio: float = attrs.field(default=0.1, validator=_unit)
+    diffusion_t: DiffusionTime = attrs.field(default="single", validator=validators.in_(("max", "single")))
     weighting: Weighting = attrs.field(default="tangent", validator=validators.in_(WEIGHTINGS))
     sigma_d: float = attrs.field(default=1.0, validator=validators.gt(0.0))
     adaptive: bool = True
     adaptive_eps: float = attrs.field(default=1e-5, validator=validators.gt(0.0))
-    directional: bool = True
+    adaptive_groups: int = attrs.field(default=8, validator=validators.ge(0))
+    directional: bool = False
     label_dropout: float = attrs.field(default=0.1, validator=_unit)
     guidance_target: bool = False
     guidance_target_scale: float = 0.75
@@ -68,6 +80,10 @@ class TimObjectiveConfig:
                 f"diffusion_ratio + consistency_ratio must be <= 1, got "
                 f"{self.diffusion_ratio} + {self.consistency_ratio}"
             )
+
+
+#: The loss settings of the reference implementation (TIM.md s5-s6), as config overrides.
+REFERENCE_LOSS = {"adaptive": True, "adaptive_groups": 0, "directional": True, "diffusion_t": "max"}
 
 
 # --------------------------------------------------------------------------------------------
@@ -113,6 +129,8 @@ def sample_times(
     perm = torch.randperm(n, generator=generator, device=device)
     n_fm, n_cm = _round(n * config.diffusion_ratio), _round(n * config.consistency_ratio)
     fm_rows, cm_rows = perm[:n_fm], perm[n_fm : n_fm + n_cm]
+    if config.diffusion_t == "single":
+        t[fm_rows] = t1[fm_rows]  # one draw, as flow matching samples t
     r[fm_rows] = t[fm_rows]  # flow-matching rows
     r[cm_rows] = 0.0  # one-step rows
     return t, r
@@ -161,6 +179,21 @@ def transition_target(path: Path, x_t: Tensor, v_t: Tensor, dF_dt: Tensor, t: Te
     """
     A, B, dA_dt, dB_dt = (expand_like(c, x_t) for c in transition_coefficients_dt(path, t, r))
     return -(dA_dt * x_t + A * v_t + B * dF_dt) / dB_dt
+
+
+def grouped_mean(L: Tensor, t: Tensor, r: Tensor, groups: int, keep: Tensor) -> Tensor:
+    """Each kept row's ``L`` replaced by the mean over its group, ``(N,)``: kept rows split by kind
+    (``r = t`` or not), sorted by ``t`` and cut into ``groups`` near-equal groups per kind (an
+    estimate of ``E[L | t]`` that hardly depends on the row's own sample). Other rows keep ``L``."""
+    out = L.clone()
+    for kind in ((t == r) & keep, (t != r) & keep):
+        rows = kind.nonzero().squeeze(1)
+        if rows.numel() == 0:
+            continue
+        ordered = rows[t[rows].argsort()]
+        for group in ordered.tensor_split(min(groups, ordered.numel())):
+            out[group] = L[group].mean()
+    return out
 
 
 def cosine_similarity(a: Tensor, b: Tensor, dim: int = 1, eps: float = 1e-8) -> Tensor:
@@ -310,7 +343,10 @@ class TimObjective(Objective):
         L, mse, cos = self.per_sample_loss(torch.where(keep, F, 0.0), torch.where(keep, F_hat, 0.0))
         weight = torch.where(finite, w, 0.0)
         if self.config.adaptive:
-            weight = weight / (L.detach() + self.config.adaptive_eps)  # 1 / (sg(L) + eps)
+            scale = L.detach()
+            if self.config.adaptive_groups:
+                scale = grouped_mean(scale, t, r, self.config.adaptive_groups, finite)
+            weight = weight / (scale + self.config.adaptive_eps)  # 1 / (sg(L) + eps)
         count = finite.sum()
         loss = (weight * L * finite).sum() / count  # 0 / 0 = NaN when no row is finite
         raw, _, _ = self.per_sample_loss(F.detach(), F_hat)

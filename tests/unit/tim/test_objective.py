@@ -10,9 +10,11 @@ import torch
 from genflow_fm.path import LinearPath
 from genflow_tim.derivatives import DDE, JVP
 from genflow_tim.objective import (
+    REFERENCE_LOSS,
     TimObjective,
     TimObjectiveConfig,
     bind,
+    grouped_mean,
     interval_weight,
     sample_times,
     transition_coefficients_dt,
@@ -43,11 +45,14 @@ def _batch(n: int = 64, gen: torch.Generator | None = None, labels: int = 0) -> 
 # ---------------------------------------------------------------- config
 
 
-def test_config_defaults_are_the_reference_ones():
+def test_config_defaults_are_the_reference_ones_but_the_loss():
     c = TimObjectiveConfig()
     assert (c.p_mean, c.p_std, c.diffusion_ratio, c.consistency_ratio) == (-0.4, 1.0, 0.5, 0.1)
     assert (c.weighting, c.sigma_d, c.adaptive, c.adaptive_eps) == ("tangent", 1.0, True, 1e-5)
-    assert c.directional is True
+    # genflow's loss defaults (docs/results.md) and the reference's, one override away
+    assert (c.adaptive_groups, c.directional, c.diffusion_t) == (8, False, "single")
+    reference = TimObjectiveConfig(**REFERENCE_LOSS)
+    assert (reference.adaptive_groups, reference.directional, reference.diffusion_t) == (0, True, "max")
     assert (c.label_dropout, c.guidance_target, c.guidance_target_scale) == (0.1, False, 0.75)
     assert (c.guidance_target_interval, c.base_resolution) == ((0.3, 0.8), 0)
 
@@ -75,6 +80,49 @@ def test_time_pairs_fractions_and_order():
     assert (t > r).all()
     # logit-normal (-0.4, 1): max(t1, t2) has median sigmoid(-0.4 + q), q = Phi^-1(sqrt(1/2)) = 0.5449
     assert abs(t.median().item() - torch.sigmoid(torch.tensor(-0.4 + 0.5449)).item()) < 0.03
+
+
+def test_single_draw_diffusion_times_follow_one_logit_normal():
+    """``diffusion_t = "single"``: ``r = t`` rows take one draw (median sigmoid(p_mean)), others unchanged."""
+    n = 4000
+    config = TimObjectiveConfig(diffusion_t="single")
+    t, r = sample_times(config, n, generator=torch.Generator().manual_seed(0))
+    t0, r0 = sample_times(TimObjectiveConfig(), n, generator=torch.Generator().manual_seed(0))
+    fm = t == r
+    assert fm.sum() == n // 2 and torch.equal(fm, t0 == r0)
+    assert abs(t[fm].median().item() - torch.sigmoid(torch.tensor(-0.4)).item()) < 0.03
+    torch.testing.assert_close((t[~fm], r[~fm]), (t0[~fm], r0[~fm]))
+    assert (t[fm] <= t0[fm]).all()  # a single draw is never above the max of two
+
+
+def test_grouped_mean_averages_per_kind_and_time():
+    t = torch.tensor([0.1, 0.2, 0.8, 0.9, 0.3, 0.4, 0.7, 0.6])
+    r = torch.tensor([0.1, 0.2, 0.8, 0.9, 0.0, 0.1, 0.5, 0.2])  # first four rows: r = t
+    L = torch.tensor([1.0, 3.0, 5.0, 7.0, 2.0, 4.0, 8.0, 10.0])
+    keep = torch.ones(8, dtype=torch.bool)
+    out = grouped_mean(L, t, r, 2, keep)
+    torch.testing.assert_close(out, torch.tensor([2.0, 2.0, 6.0, 6.0, 3.0, 3.0, 9.0, 9.0]))
+    keep[3] = False  # a dropped row neither joins a group nor changes
+    out = grouped_mean(L, t, r, 2, keep)
+    assert out[3] == 7.0 and out[2] == 5.0 and out[0] == 2.0
+    torch.testing.assert_close(grouped_mean(L, t, r, 100, torch.ones(8, dtype=torch.bool)), L)
+
+
+def test_grouped_adaptive_weight_does_not_follow_the_sample():
+    """Per-sample 1/sg(L) gives every row the same weighted loss ~1; grouped weights keep the ratio."""
+    objective = _objective(adaptive_groups=1, directional=False, weighting="constant")
+    F_hat = torch.zeros(4, 3, dtype=torch.float64)
+    F = torch.tensor([[1.0, 0, 0], [2.0, 0, 0], [1.0, 0, 0], [2.0, 0, 0]], dtype=torch.float64, requires_grad=True)
+    t = torch.tensor([0.5, 0.5, 0.5, 0.5], dtype=torch.float64)
+    out = objective.weighted_loss(F, F_hat, t, t.clone())
+    out.loss.backward()
+    assert F.grad is not None
+    # one group: weight 1 / mean(L) for all rows, so gradients stay proportional to F (unbiased)
+    torch.testing.assert_close(F.grad[1, 0] / F.grad[0, 0], torch.tensor(2.0, dtype=torch.float64))
+    per_sample = _objective(directional=False, weighting="constant", adaptive_groups=0)
+    F.grad = None
+    per_sample.weighted_loss(F, F_hat, t, t.clone()).loss.backward()
+    torch.testing.assert_close(F.grad[1, 0] / F.grad[0, 0], torch.tensor(0.5, dtype=torch.float64), rtol=1e-4, atol=0)
 
 
 def test_time_pairs_rows_are_random():
@@ -198,7 +246,7 @@ def test_loss_backward_and_logs():
 
 def test_adaptive_weighting_normalises_each_row():
     """With adaptive weighting each row contributes ``w L / (sg(L) + eps)``, i.e. about ``w``."""
-    objective = _objective(weighting="constant", directional=False)
+    objective = _objective(weighting="constant", directional=False, adaptive_groups=0)
     F = torch.randn(8, 3, dtype=torch.float64, requires_grad=True)
     F_hat = torch.randn(8, 3, dtype=torch.float64)
     t = torch.full((8,), 0.5, dtype=torch.float64)
@@ -209,7 +257,7 @@ def test_adaptive_weighting_normalises_each_row():
 
 
 def test_directional_term():
-    objective = _objective(weighting="constant", adaptive=False)
+    objective = _objective(weighting="constant", adaptive=False, directional=True)
     F = torch.tensor([[1.0, 0.0], [0.0, 2.0]], dtype=torch.float64)
     F_hat = torch.tensor([[0.0, 1.0], [0.0, 1.0]], dtype=torch.float64)
     L, mse, cos = objective.per_sample_loss(F, F_hat)

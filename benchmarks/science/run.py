@@ -1,0 +1,144 @@
+"""The small-scale reproduction of TiM's claims (issue "science"): one command per experiment.
+
+    python benchmarks/science/run.py EXPERIMENT [--quick] [--seeds 3] [--jobs 2]
+
+Experiments (each trains every variant x seed through `genflow train`, evaluates with `genflow eval`
+at the same noise for every step count, and writes ``benchmarks/results/science/<EXPERIMENT>.{json,md}``
+plus one plot per metric; finished runs are cached, so a rerun only does what is missing):
+
+- ``toy-steps``: quality vs steps on toy2d, TiM (defaults, and the reference's loss) against flow
+  matching trained with the same compute (``FM_COMPUTE`` x the steps: a dde step costs ~1.3 fm steps).
+- ``shapes-steps``: the same on 16x16 shapes (UNet), class accuracy and Frechet distance.
+- ``loss``: the reference's loss against genflow's defaults, one setting at a time, on toy2d.
+- ``derivatives``: DDE (central, one-sided) against JVP on toy2d: quality and training time.
+- ``weighting``: the interval weightings tangent / linear / odds (t/(1-t)) / constant on toy2d.
+- ``mixture``: diffusion_ratio x consistency_ratio on toy2d.
+
+``--quick``: one seed and a third of the training steps (a smoke run of the pipeline, minutes).
+Resolution generalisation is ``benchmarks/science/resolution.py`` (it samples at sizes the run
+never saw, which `genflow eval` does not do).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import _paths  # noqa: F401
+from common import RESULTS, Variant, markdown_table, parser, plot, run_grid, summarize
+from genflow_tim import objective as tim_objective
+
+#: Cost of a TiM + DDE step in flow-matching steps (benchmarks/results/train_step_unet_cpu.json: 1.31).
+FM_COMPUTE = 1.31
+TOY = ["--config", "toy2d"]
+TOY_STEPS = 3000
+TOY_EVAL = [1, 2, 4, 8, 16, 32, 64, 128]
+SHAPES = ["--config", "shapes-science"]
+SHAPES_STEPS = 1000
+SHAPES_EVAL = [1, 2, 4, 8, 16, 32, 64, 128]
+#: The reference's loss (TIM.md s6): per-sample adaptive weighting, directional term, t = max of two draws.
+REFERENCE_LOSS = {f"objective.{k}": v for k, v in tim_objective.REFERENCE_LOSS.items()}
+
+
+class Experiment:
+    def __init__(self, variants: Callable[[int], list[Variant]], steps: int, eval_steps: Sequence[int],
+                 metrics: Sequence[str], eval_args: Sequence[str] = (), title: str = "") -> None:
+        self.variants, self.steps, self.eval_steps = variants, steps, list(eval_steps)
+        self.metrics, self.eval_args, self.title = list(metrics), list(eval_args), title
+
+
+def _same_compute_fm(args: list[str], steps: int) -> Variant:
+    return Variant(f"fm ({FM_COMPUTE}x steps)", [*args, "--objective", "fm"],
+                   {"train.steps": round(FM_COMPUTE * steps)})
+
+
+def toy_steps(steps: int) -> list[Variant]:
+    return [Variant("tim", TOY), Variant("tim, reference loss", TOY, REFERENCE_LOSS), _same_compute_fm(TOY, steps)]
+
+
+def shapes_steps(steps: int) -> list[Variant]:
+    return [Variant("tim", SHAPES), Variant("tim, reference loss", SHAPES, REFERENCE_LOSS),
+            _same_compute_fm(SHAPES, steps)]
+
+
+def loss_ablation(steps: int) -> list[Variant]:
+    """The three loss settings where genflow's defaults leave the reference, one at a time."""
+    def loss(adaptive: bool, groups: int, directional: bool, diffusion_t: str) -> dict[str, object]:
+        return {"objective.adaptive": adaptive, "objective.adaptive_groups": groups,
+                "objective.directional": directional, "objective.diffusion_t": diffusion_t}
+
+    return [Variant("reference loss", TOY, REFERENCE_LOSS),
+            Variant("adaptive off", TOY, loss(False, 0, True, "max")),
+            Variant("directional off", TOY, loss(True, 0, False, "max")),
+            Variant("both off", TOY, loss(False, 0, False, "max")),
+            Variant("both off, single-draw t", TOY, loss(False, 0, False, "single")),
+            Variant("grouped adaptive, directional", TOY, loss(True, 8, True, "max")),
+            Variant("grouped adaptive, no directional", TOY, loss(True, 8, False, "max")),
+            Variant("grouped adaptive, no directional, single-draw t (defaults)", TOY),
+            Variant("fm", [*TOY, "--objective", "fm"])]
+
+
+def derivatives(steps: int) -> list[Variant]:
+    return [Variant("dde (central)", TOY), Variant("dde (one-sided)", TOY, {"derivative.stencil": "one-sided"}),
+            Variant("jvp", [*TOY, "--derivative", "jvp"])]
+
+
+def weighting(steps: int) -> list[Variant]:
+    return [Variant(w, TOY, {"objective.weighting": w}) for w in ("tangent", "linear", "odds", "constant")]
+
+
+def mixture(steps: int) -> list[Variant]:
+    return [Variant(f"diffusion {d}, consistency {c}", TOY,
+                    {"objective.diffusion_ratio": d, "objective.consistency_ratio": c})
+            for d in (0.3, 0.5, 0.7) for c in (0.05, 0.1, 0.15)]
+
+
+TOY_METRICS = ["sliced_wasserstein", "transition_error"]
+EXPERIMENTS = {
+    "toy-steps": Experiment(toy_steps, TOY_STEPS, TOY_EVAL, TOY_METRICS, title="toy2d: quality vs steps"),
+    "shapes-steps": Experiment(shapes_steps, SHAPES_STEPS, SHAPES_EVAL, ["class_accuracy", "fd_shapes"],
+                               ["--num", "500"], title="shapes 16x16: quality vs steps"),
+    "loss": Experiment(loss_ablation, TOY_STEPS, [1, 2, 4, 8, 16, 32, 64], TOY_METRICS,
+                       title="toy2d: the loss settings"),
+    "derivatives": Experiment(derivatives, TOY_STEPS, [1, 8, 64], TOY_METRICS, title="toy2d: DDE vs JVP"),
+    "weighting": Experiment(weighting, TOY_STEPS, [1, 2, 4, 8, 16, 32, 64], TOY_METRICS,
+                            title="toy2d: interval weighting"),
+    "mixture": Experiment(mixture, TOY_STEPS, [1, 64], TOY_METRICS, title="toy2d: batch mixture"),
+}
+
+
+def main() -> None:
+    p = parser(__doc__.splitlines()[0])
+    p.add_argument("experiment", choices=sorted(EXPERIMENTS))
+    args = p.parse_args()
+    exp = EXPERIMENTS[args.experiment]
+    steps = exp.steps // 3 if args.quick else exp.steps
+    seeds = [0] if args.quick else list(range(args.seeds))
+    name = args.experiment + ("-quick" if args.quick else "")
+    variants = exp.variants(steps)
+    cache = run_grid(variants, seeds, name=name, steps=steps, eval_steps=exp.eval_steps,
+                     eval_args=exp.eval_args, jobs=args.jobs)
+    names = [v.name for v in variants]
+    sections = [f"# {exp.title}\n\n{len(seeds)} seed(s), {steps} training steps "
+                f"(`python benchmarks/science/run.py {args.experiment}{' --quick' if args.quick else ''}`)\n"]
+    for metric in exp.metrics:
+        summary = summarize(cache, metric, names)
+        sections.append(markdown_table(summary, metric))
+        plot(summary, metric, RESULTS / f"{name}-{metric}.png", title=exp.title)
+    times = summarize_train_time(cache, names)
+    sections.append("| training wall time (s, mean) | " + " | ".join(f"{k}: {v:.0f}" for k, v in times.items()) + " |")
+    text = "\n\n".join(sections) + "\n"
+    (RESULTS / f"{name}.md").write_text(text)
+    print(text)
+
+
+def summarize_train_time(cache: dict, names: Sequence[str]) -> dict[str, float]:
+    out = {}
+    for n in names:
+        times = [r["train_s"] for r in cache["runs"].values() if r["variant"] == n]
+        if times:
+            out[n] = sum(times) / len(times)
+    return out
+
+
+if __name__ == "__main__":
+    main()
