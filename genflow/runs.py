@@ -8,6 +8,7 @@ import attrs
 import torch
 
 from genflow import config as cfg
+from genflow import safe_load
 from genflow.build import Components, build_backbone, build_components, materialize
 from genflow.errors import GenflowError
 from genflow.interfaces import Backbone
@@ -27,12 +28,23 @@ class LoadedRun:
     source: str  # which weights: "model.pt" or "checkpoints/step_XXXXXXXX (EMA)"
 
 
+def check_output_dir(path: pathlib.Path, option: str) -> None:
+    """A folder genflow may create or write into: not a file, and not below one (one line, exit 2,
+    before anything is written)."""
+    for blocking in (path, *path.parents):
+        if blocking.exists() and not blocking.is_dir():
+            what = "is a file" if blocking == path else f"is inside '{blocking}', which is a file"
+            raise GenflowError(f"{option} '{path}' {what}, not a folder; choose another path")
+
+
 def _load_final(backbone: Backbone, path: pathlib.Path) -> None:
+    # weights_only: a crafted file is refused (UnsafeFileError), never unpickled with its code
+    payload = safe_load.load_weights(path)
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
         backbone.load_state_dict(payload["model"])
     except Exception as exc:  # a damaged or foreign file: one line, not a traceback
-        raise GenflowError(f"'{path}' is not a genflow weights file for this model: {str(exc)[:200]}") from None
+        detail = " ".join(str(exc).split())[:200]
+        raise GenflowError(f"'{path}' is not a genflow weights file for this model: {detail}") from None
 
 
 def _load_checkpoint_ema(backbone: Backbone, path: pathlib.Path, decays: tuple[float, ...]) -> None:

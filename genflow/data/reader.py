@@ -94,11 +94,12 @@ def _bucket_order(bucket: Bucket, rng: np.random.Generator, options: ReadOptions
     """The bucket's rows: chunks permuted, rows permuted within windows of chunks."""
     chunks = rng.permutation(bucket.num_chunks) if options.shuffle else np.arange(bucket.num_chunks)
     parts = []
-    for w in range(0, len(chunks), max(options.window, 1)):
+    window = max(options.window, 1)  # 0 or less: each chunk shuffled on its own
+    for w in range(0, len(chunks), window):
         rows = np.concatenate(
             [
                 np.arange(c * bucket.chunk, min((c + 1) * bucket.chunk, bucket.count))
-                for c in chunks[w : w + options.window]
+                for c in chunks[w : w + window]
             ]
         )
         parts.append(rng.permutation(rows) if options.shuffle else rows)

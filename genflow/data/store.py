@@ -73,6 +73,8 @@ def zarr_store(url: str, *, read_only: bool, storage_options: Mapping[str, Any] 
         return FsspecStore.from_url(location.path, storage_options=dict(storage_options or {}), read_only=read_only)
     except ImportError as exc:
         raise GenflowError(f"cannot open store '{url}': {exc} (install the fsspec backend it names)") from None
+    except ValueError as exc:  # fsspec: "Protocol not known: ..."
+        raise GenflowError(f"cannot open store '{url}': {exc}") from None
     except (FileNotFoundError, OSError) as exc:
         raise GenflowError(f"no genflow store at '{url}': {exc}") from None
 
@@ -83,6 +85,8 @@ def filesystem(url: str, storage_options: Mapping[str, Any] | None = None) -> tu
         return fsspec.url_to_fs(url, **dict(storage_options or {}))
     except ImportError as exc:
         raise GenflowError(f"cannot open '{url}': {exc} (install the fsspec backend it names)") from None
+    except ValueError as exc:  # "Protocol not known: ..."
+        raise GenflowError(f"cannot open '{url}': {exc}") from None
 
 
 class _ArchiveStore(FsspecStore):

@@ -22,7 +22,7 @@ from genflow.eval import plot, report, select
 from genflow.eval.sweep import SamplesHook, SweepSettings, context_for, evaluate
 from genflow.interfaces import EvalContext
 from genflow.plugins import PluginManager
-from genflow.runs import LoadedRun, load_run
+from genflow.runs import LoadedRun, check_output_dir, load_run
 from genflow.sampling_cli import add_common_arguments, parse_steps
 from genflow.visualize import plot_samples
 
@@ -96,6 +96,7 @@ def run_eval(args: argparse.Namespace, manager: PluginManager) -> int:
     runs = [load_run(d, manager, step=args.checkpoint, device=device) for d in run_dirs]
     settings = _settings(args, runs[0], device)
     out = pathlib.Path(args.out) if args.out else run_dirs[0] / "eval"
+    check_output_dir(out, "--out")
 
     first = runs[0]
     chosen = select.select(names, options, manager, first.components.dataset, first.config.data.name)

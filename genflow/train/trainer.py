@@ -94,6 +94,7 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=self.train.lr, betas=self.train.betas, eps=self.train.eps,
             weight_decay=self.train.weight_decay,
+            fused=self.world.device.type == "cuda" or None,  # one kernel for all parameters on GPUs
         )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lr_lambda(self.train.schedule, self.train.warmup_steps, self.train.steps)
@@ -163,9 +164,17 @@ class Trainer:
         set_state_dict(self.model, self.optimizer, model_state_dict=state["model"],
                        optim_state_dict=state["optim"])
         self.ema.load_state_dict(state["ema"])
-        extra = json.loads((path / TRAINER_STATE).read_text())
-        self.scheduler.load_state_dict({**extra["scheduler"], "lr_lambdas": [None]})
-        self.loader.load_state_dict(extra["data"])
+        extra = checkpoint.read_json(path, TRAINER_STATE)
+        scheduler = extra.get("scheduler")
+        if not isinstance(scheduler, dict) or not isinstance(extra.get("data"), dict):
+            raise GenflowError(f"checkpoint '{path}': {TRAINER_STATE} lacks the scheduler or data position")
+        known = self.scheduler.state_dict().keys()  # only the scheduler's own fields, nothing else
+        try:
+            self.scheduler.load_state_dict({**{k: v for k, v in scheduler.items() if k in known},
+                                            "lr_lambdas": [None]})
+            self.loader.load_state_dict(extra["data"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise GenflowError(f"checkpoint '{path}': {TRAINER_STATE} is damaged ({type(exc).__name__}: {exc})") from None
         self.step = step
 
     def save_checkpoint(self) -> pathlib.Path:
@@ -224,7 +233,7 @@ class Trainer:
     def _run(self, stop: StopRequest) -> int:
         if self.world.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            (self.run_dir / RESOLVED_CONFIG).write_text(cfg.to_toml(self.config))
+            checkpoint.write_text_atomic(self.run_dir / RESOLVED_CONFIG, cfg.to_toml(self.config))
         barrier(self.world)
         self.manager.hook.genflow_train_start(config=self.config, run_dir=self.run_dir, step=self.step)
         generator = torch.Generator(self.world.device)
