@@ -9,7 +9,8 @@ import attrs
 import torch
 
 from genflow.config import RunConfig
-from genflow.interfaces import Backbone, Dataset, DataSpec, Derivative, Objective, Path, Sampler
+from genflow.errors import GenflowError
+from genflow.interfaces import Backbone, Dataset, DataSpec, Derivative, Objective, Path, Sampler, TextEncoder
 from genflow.plugins import PluginManager
 
 
@@ -41,6 +42,8 @@ def build_components(config: RunConfig, manager: PluginManager) -> Components:
     dataset = _build(manager, config, "data", "dataset", cache_dir=cache_dir())
     assert isinstance(dataset, Dataset)
     spec = dataset.spec
+    if spec.text:
+        attach_tokenizer(dataset, build_text_encoder(config, manager, spec, meta=True))
     path = _build(manager, config, "path", "path")
     derivative = _build(manager, config, "derivative", "derivative")
     objective = _build(manager, config, "objective", "objective", path=path, derivative=derivative, spec=spec)
@@ -49,12 +52,39 @@ def build_components(config: RunConfig, manager: PluginManager) -> Components:
                       objective=objective, sampler=sampler)  # type: ignore[arg-type]
 
 
+def build_text_encoder(config: RunConfig, manager: PluginManager, spec: DataSpec, *,
+                       meta: bool = False) -> TextEncoder:
+    """The run's text encoder (slot ``text_encoder``), on the meta device when ``meta``."""
+    with torch.device("meta" if meta else "cpu"):
+        encoder = _build(manager, config, "text_encoder", "text_encoder", spec=spec)
+    assert isinstance(encoder, TextEncoder)
+    return encoder
+
+
+def attach_tokenizer(dataset: Dataset, encoder: TextEncoder) -> None:
+    """Let ``dataset``'s batches carry token ids (``Condition.text``) from ``encoder``'s tokenizer."""
+    if not hasattr(dataset, "text_fn"):
+        raise GenflowError(f"dataset {type(dataset).__name__} has captions but no text_fn to tokenize them")
+    dataset.text_fn = encoder.tokenize
+
+
 def build_backbone(config: RunConfig, manager: PluginManager, spec: DataSpec, *, meta: bool = False) -> Backbone:
-    """The backbone, on the meta device when ``meta`` (then ``to_empty`` + ``init_weights``)."""
+    """The backbone, on the meta device when ``meta`` (then ``to_empty`` + ``init_weights``).
+
+    For caption-conditioned data (``spec.text``) it is the text encoder and the backbone as one
+    module (``genflow.text.conditioned.TextConditioned``), the backbone built for the encoder's
+    state width ``spec.text_dim``."""
+    encoder = build_text_encoder(config, manager, spec, meta=meta) if spec.text else None
+    if encoder is not None:
+        spec = attrs.evolve(spec, text_dim=encoder.dim)
     with torch.device("meta" if meta else "cpu"):
         backbone = _build(manager, config, "backbone", "backbone", spec=spec)
     assert isinstance(backbone, Backbone)
-    return backbone
+    if encoder is None:
+        return backbone
+    from genflow.text.conditioned import TextConditioned
+
+    return TextConditioned(backbone, encoder)
 
 
 def materialize(backbone: Backbone, device: torch.device, seed: int) -> Backbone:

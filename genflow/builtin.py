@@ -1,4 +1,4 @@
-"""genflow's own built-in plugin: datasets, autoencoders and metrics that need no extra package."""
+"""genflow's own built-in plugin: datasets, autoencoders, metrics and a text encoder that need no extra package."""
 
 from __future__ import annotations
 
@@ -45,3 +45,17 @@ def genflow_autoencoders() -> list[Component]:
 @hookimpl
 def genflow_metrics() -> list[Component]:
     return metrics.components()
+
+
+@hookimpl
+def genflow_text_encoders() -> list[Component]:
+    from genflow.text import encoder
+
+    return [
+        Component(
+            name="transformer",
+            config=encoder.TransformerTextConfig,
+            build=encoder.build_transformer,
+            description="small transformer over a sentencepiece tokenizer, trained with the generator",
+        )
+    ]

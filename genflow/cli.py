@@ -1,4 +1,4 @@
-"""The ``genflow`` command: train, sample, eval, prepare, plugins, config, model-info."""
+"""The ``genflow`` command: train, sample, eval, prepare, tokenizer, plugins, config, model-info."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import os
 import pathlib
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 
 from genflow.errors import GenflowError
@@ -37,6 +38,7 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
     for slot in SELECTORS:
         parser.add_argument(f"--{slot}", help=f"select the {slot} by registered name")
     parser.add_argument("--data", metavar="NAME_OR_URL", help="a registered dataset or a store URL / path")
+    parser.add_argument("--text-encoder", dest="text_encoder", help="select the text encoder (captioned data)")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                         help="dotted overrides parsed as TOML literals, e.g. train.steps=100 objective.adaptive=false")
 
@@ -63,6 +65,7 @@ def _selectors(args: argparse.Namespace, manager) -> tuple[dict[str, str | None]
     from genflow.errors import allowed
 
     selectors: dict[str, str | None] = {slot: getattr(args, slot) for slot in SELECTORS}
+    selectors["text_encoder"] = getattr(args, "text_encoder", None)
     extra: list[str] = []
     data = args.data
     if data is not None:
@@ -99,10 +102,12 @@ def _default_run_dir(objective: str) -> pathlib.Path:
 
 
 def _check_run_dir(run_dir: pathlib.Path, resume: bool) -> None:
+    from genflow.runs import check_output_dir
     from genflow.train.checkpoint import list_checkpoints
 
     if run_dir.exists() and not run_dir.is_dir():
         raise GenflowError(f"--run-dir '{run_dir}' exists and is not a folder; choose another path")
+    check_output_dir(run_dir, "--run-dir")  # not below a file either
     if not resume and run_dir.is_dir() and (list_checkpoints(run_dir) or (run_dir / "config.toml").exists()):
         raise GenflowError(f"run folder '{run_dir}' already holds a run; pass --resume to continue it "
                            "or choose another --run-dir")
@@ -128,8 +133,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         print(to_toml(config), end="")
         return 0
+    from genflow.text.setup import resolve_tokenizer
     from genflow.train.trainer import Trainer
 
+    config = resolve_tokenizer(config, manager)  # captioned data: record (or train) the tokenizer
     trainer = Trainer(config, manager, run_dir, resume=args.resume, progress=not args.no_progress)
     step = trainer.run()
     if trainer.stopped_by:
@@ -206,6 +213,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return run_eval(args, _manager(args))
 
 
+def cmd_tokenizer(args: argparse.Namespace) -> int:
+    from genflow.text.setup import run
+
+    return run(args)
+
+
 def cmd_prepare(args: argparse.Namespace) -> int:
     from genflow.data.prepare import run
 
@@ -262,6 +275,12 @@ def build_parser() -> ArgumentParser:
     add_eval_arguments(evaluate)
     evaluate.set_defaults(func=cmd_eval)
 
+    from genflow.text.setup import add_arguments as add_tokenizer_arguments
+
+    tokenizer = sub.add_parser("tokenizer", help="train a sentencepiece tokenizer on a store's captions")
+    add_tokenizer_arguments(tokenizer)
+    tokenizer.set_defaults(func=cmd_tokenizer)
+
     prepare = sub.add_parser("prepare", help="write a zarr latent store from a dataset")
     _add_plugin_options(prepare)
     try:
@@ -274,7 +293,20 @@ def build_parser() -> ArgumentParser:
     return parser
 
 
+def _format_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                    line: str | None = None) -> str:
+    """genflow's own warnings as one plain line (``genflow: ...``), others as Python prints them."""
+    text = str(message)
+    if text.startswith("genflow:"):
+        return text.replace("genflow:", "genflow: warning:", 1) + "\n"
+    return _python_format_warning(message, category, filename, lineno, line)
+
+
+_python_format_warning = warnings.formatwarning
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    warnings.formatwarning = _format_warning
     try:
         parser = build_parser()
         args = parser.parse_args(argv)

@@ -1,4 +1,9 @@
-"""Classifier-free guidance shared by samplers."""
+"""Classifier-free guidance shared by samplers and objectives.
+
+The null condition is the null class for labels and the empty caption for text: no real token,
+an all-False ``text_mask`` (backbones then attend to their learned null token only), so an empty
+prompt and a dropped caption are the same input.
+"""
 
 from __future__ import annotations
 
@@ -8,25 +13,45 @@ from torch import Tensor
 from genflow.interfaces import Backbone, Condition, DataSpec
 
 
+def empty_text(cond: Condition, rows: Tensor | None = None) -> Condition:
+    """``cond`` with the caption of ``rows`` (a bool ``(N,)`` mask; every row when None) emptied:
+    padding ids / zero states and an all-False mask."""
+    if cond.text is None:
+        return cond
+    mask = cond.text_mask if cond.text_mask is not None else torch.ones(cond.text.shape[:2], dtype=torch.bool,
+                                                                         device=cond.text.device)
+    keep = torch.zeros_like(mask[:, 0]) if rows is None else ~rows.to(mask.device)  # (N,)
+    text_keep = keep.reshape(-1, *([1] * (cond.text.dim() - 1)))
+    text = torch.where(text_keep, cond.text, torch.zeros_like(cond.text))
+    return Condition(labels=cond.labels, text=text, text_mask=mask & keep[:, None])
+
+
 def null_condition(cond: Condition, spec: DataSpec) -> Condition:
-    """The unconditional counterpart of ``cond``: labels set to the null class ``num_classes``."""
+    """The unconditional counterpart of ``cond``: labels set to the null class ``num_classes``,
+    captions emptied."""
     labels = None if cond.labels is None else torch.full_like(cond.labels, spec.num_classes)
-    return Condition(labels=labels, text=cond.text, text_mask=cond.text_mask)
+    return empty_text(Condition(labels=labels, text=cond.text, text_mask=cond.text_mask))
 
 
 def drop_labels(cond: Condition, rate: float, spec: DataSpec, generator: torch.Generator) -> Condition:
     """Replace each class label by the null class ``spec.num_classes`` with probability ``rate``
-    (label dropout for classifier-free guidance); the draw uses ``generator`` on its own device."""
-    if cond.labels is None or spec.num_classes <= 0 or rate <= 0:
+    (label dropout for classifier-free guidance), and empty each caption with probability ``rate``
+    (caption dropout); the draws use ``generator`` on its own device."""
+    if rate <= 0:
         return cond
-    drop = torch.rand(cond.labels.shape, generator=generator, device=generator.device) < rate
-    labels = torch.where(drop.to(cond.labels.device), spec.num_classes, cond.labels)
-    return Condition(labels=labels, text=cond.text, text_mask=cond.text_mask)
+    if cond.labels is not None and spec.num_classes > 0:
+        drop = torch.rand(cond.labels.shape, generator=generator, device=generator.device) < rate
+        labels = torch.where(drop.to(cond.labels.device), spec.num_classes, cond.labels)
+        cond = Condition(labels=labels, text=cond.text, text_mask=cond.text_mask)
+    if cond.text is not None and spec.text:
+        drop = torch.rand(cond.text.shape[:1], generator=generator, device=generator.device) < rate
+        cond = empty_text(cond, drop)
+    return cond
 
 
 def guidance_active(cond: Condition, guidance: float) -> bool:
-    """Guidance needs a condition to drop and a scale other than 1."""
-    return guidance != 1.0 and cond.labels is not None
+    """Guidance needs a condition to drop (labels or a caption) and a scale other than 1."""
+    return guidance != 1.0 and (cond.labels is not None or cond.text is not None)
 
 
 def guided_forward(

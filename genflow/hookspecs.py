@@ -14,6 +14,7 @@ sampler       ``build(config, path=Path, spec=DataSpec)``          ``Sampler``
 dataset       ``build(config, cache_dir=pathlib.Path)``            ``Dataset``
 autoencoder   ``build(config)``                                    autoencoder
 metric        ``build(config)``                                    ``Metric``
+text_encoder  ``build(config, spec=DataSpec)``                     ``TextEncoder``
 ============  ====================================================  ===================
 
 Lifecycle hooks are called by the trainer with keyword arguments, on every rank, never inside a
@@ -78,6 +79,14 @@ def genflow_autoencoders() -> list[Component]:
 @hookspec
 def genflow_metrics() -> list[Component]:
     """Evaluation metrics (``Metric``)."""
+    raise NotImplementedError
+
+
+@hookspec
+def genflow_text_encoders() -> list[Component]:
+    """Text encoders (``TextEncoder``: tokenizer + network, captions -> states ``(N, L, D)``) for
+    caption-conditioned data; built only when ``DataSpec.text``. A pretrained encoder from another
+    library registers here and loads (and freezes) its weights in ``init_weights``."""
     raise NotImplementedError
 
 

@@ -78,12 +78,15 @@ class DataSpec:
     """What a backbone must know about the data it models.
 
     ``shape`` is one sample's shape: ``(D,)`` or ``(C, H, W)``. ``num_classes`` is 0 when the
-    data is unlabelled. ``text`` is True when batches carry captions.
+    data is unlabelled. ``text`` is True when batches carry captions; ``text_dim`` is then the width
+    of the text-encoder states a backbone receives in ``Condition.text`` (set by
+    ``genflow.build.build_backbone`` from the run's text encoder; 0 before).
     """
 
     shape: tuple[int, ...]
     num_classes: int = 0
     text: bool = False
+    text_dim: int = 0
 
     @property
     def is_image(self) -> bool:
@@ -160,6 +163,44 @@ class Backbone(nn.Module, abc.ABC):
     def fsdp_units(self) -> list[nn.Module]:
         """Sub-modules to shard one by one with FSDP2 (e.g. transformer blocks); root last."""
         return []
+
+
+class TextEncoder(nn.Module, abc.ABC):
+    """Captions -> states ``(N, L, dim)`` for cross-attention (the ``text_encoder`` slot).
+
+    It owns its tokenizer: :meth:`tokenize` runs in the data pipeline and the sampling CLI (CPU, no
+    gradients) and gives ``(ids, mask)``; :meth:`forward` runs inside the model (the
+    ``genflow.text.conditioned.TextConditioned`` wrapper calls it on every backbone call), so its
+    trainable parameters are trained jointly with the generator, sharded and averaged (EMA) with
+    it. A pretrained encoder loads its weights in ``init_weights`` (after ``to_empty``; it is built
+    on the meta device) and freezes them with ``requires_grad_(False)``. Rows whose mask is all
+    False are the empty caption, the null condition of classifier-free guidance; states at masked
+    positions may be anything finite (backbones ignore them).
+    """
+
+    #: Width ``D_text`` of the states.
+    dim: int
+
+    @abc.abstractmethod
+    def tokenize(self, captions: Sequence[str]) -> tuple[Tensor, Tensor]:
+        """``(ids, mask)``: ``(N, L)`` int64 and ``(N, L)`` bool (True on real tokens), any caption
+        (empty, unknown words, other scripts; too long ones truncated with a warning)."""
+
+    @abc.abstractmethod
+    def forward(self, ids: Tensor, mask: Tensor) -> Tensor:
+        """``ids``, ``mask``: ``(N, L)``; returns ``(N, L, dim)``."""
+
+    @abc.abstractmethod
+    def init_weights(self) -> None:
+        """(Re-)initialise (or load) every parameter in place, after ``to_empty``."""
+
+    def fsdp_units(self) -> list[nn.Module]:
+        """Sub-modules to shard one by one with FSDP2 (its transformer layers)."""
+        return []
+
+    def provenance(self) -> dict[str, Any]:
+        """What the encoder depends on beyond its config (tokenizer file and checksum, weights)."""
+        return {}
 
 
 # --------------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ KINDS: dict[str, str] = {
     "dataset": "genflow_datasets",
     "autoencoder": "genflow_autoencoders",
     "metric": "genflow_metrics",
+    "text_encoder": "genflow_text_encoders",
 }
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import torch
 from torch import Tensor
 
@@ -17,6 +19,13 @@ def sample_conditions(spec: DataSpec, num: int, device: torch.device, class_labe
     else:
         labels = torch.arange(num, device=device) % spec.num_classes
     return Condition(labels=labels)
+
+
+def text_conditions(captions: Sequence[str], tokenize: Callable[[list[str]], tuple[Tensor, Tensor]],
+                    device: torch.device) -> Condition:
+    """Token ids and masks of ``captions`` (one row each) from the run's tokenizer ``tokenize``."""
+    ids, mask = tokenize(list(captions))
+    return Condition(text=ids.to(device), text_mask=mask.to(device))
 
 
 def fixed_noise(spec: DataSpec, num: int, seed: int, device: torch.device) -> Tensor:

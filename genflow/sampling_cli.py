@@ -1,4 +1,11 @@
-"""``genflow sample RUN_DIR``: grids (PNG) and raw arrays (.npy) from a run's EMA weights."""
+"""``genflow sample RUN_DIR``: grids (PNG) and raw arrays (.npy) from a run's EMA weights.
+
+Text-conditioned runs take ``--prompt "two red circles left of a blue square"`` (repeatable) or
+``--prompts FILE`` (one prompt per line, an empty line is the empty prompt); ``--num`` is then the
+number of samples per prompt and the grid has one row per prompt. Any prompt samples: unknown
+words and other scripts tokenize through byte fallback, the empty prompt is the null condition,
+and too long prompts are truncated with a warning.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +17,12 @@ import torch
 
 from genflow.errors import GenflowError
 from genflow.plugins import PluginManager
-from genflow.runs import load_run
-from genflow.sample import generate, sample_conditions
-from genflow.visualize import plot_samples
+from genflow.runs import LoadedRun, check_output_dir, load_run
+from genflow.sample import generate, sample_conditions, text_conditions
+from genflow.visualize import plot_prompt_grid, plot_samples
+
+#: Samples per prompt when ``--num`` is not given.
+DEFAULT_PER_PROMPT = 8
 
 
 def parse_steps(text: str) -> tuple[int, ...]:
@@ -42,6 +52,27 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, steps_default: str 
 def add_sample_arguments(parser: argparse.ArgumentParser) -> None:
     add_common_arguments(parser)
     parser.add_argument("--class", dest="class_label", type=int, metavar="K", help="sample class K only")
+    parser.add_argument("--prompt", action="append", default=[], metavar="TEXT",
+                        help="text-conditioned runs: a prompt (repeatable); --num samples per prompt")
+    parser.add_argument("--prompts", metavar="FILE", help="text-conditioned runs: a file of prompts, one per line")
+
+
+def read_prompts(args: argparse.Namespace) -> list[str]:
+    """``--prompt`` values then the lines of ``--prompts FILE`` (UTF-8)."""
+    prompts = list(args.prompt)
+    if args.prompts:
+        path = pathlib.Path(args.prompts)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise GenflowError(f"--prompts '{path}': cannot read it as UTF-8 text ({type(exc).__name__})") from None
+        lines = text.split("\n")
+        if lines and lines[-1] == "":
+            lines.pop()  # the file's final newline
+        if not lines:
+            raise GenflowError(f"--prompts '{path}' holds no prompt (one per line)")
+        prompts.extend(line.rstrip("\r") for line in lines)
+    return prompts
 
 
 def run_sample(args: argparse.Namespace, manager: PluginManager) -> int:
@@ -55,17 +86,23 @@ def run_sample(args: argparse.Namespace, manager: PluginManager) -> int:
     num = args.num if args.num is not None else (defaults.num if spec.is_image else 2000)
     if num < 1:
         raise GenflowError(f"--num {num}: expected a positive number of samples")
+    if args.class_label is not None and spec.text:
+        raise GenflowError("--class: this run is text-conditioned; use --prompt TEXT or --prompts FILE")
     if args.class_label is not None and not 0 <= args.class_label < max(spec.num_classes, 1):
         raise GenflowError(f"--class {args.class_label}: this run has {spec.num_classes} classes "
                            f"(allowed: 0..{spec.num_classes - 1})" if spec.num_classes else
                            f"--class {args.class_label}: this run is unconditional")
     seed = defaults.seed if args.seed is None else args.seed
     guidance = defaults.guidance if args.guidance is None else args.guidance
+    prompts = read_prompts(args)
+    if prompts or spec.text:
+        return _sample_prompts(args, run, prompts, steps, seed, guidance, device)
     cond = sample_conditions(spec, num, device, args.class_label)
     samples = generate(run.backbone, run.components.sampler, spec, steps=steps, num=num, seed=seed,
                        device=device, guidance=guidance, cond=cond)
     samples = {k: run.components.dataset.decode(v).cpu() for k, v in samples.items()}
     out = pathlib.Path(args.out) if args.out else run_dir / "samples"
+    check_output_dir(out, "--out")
     out.mkdir(parents=True, exist_ok=True)
     reference = None if spec.is_image else run.components.dataset.reference(num, seed=seed + 7).x
     if cond.labels is not None:  # row i of every array was asked for class labels[i]
@@ -81,4 +118,38 @@ def run_sample(args: argparse.Namespace, manager: PluginManager) -> int:
 
         for k, x in samples.items():
             print(f"  {k:>4} steps: sliced Wasserstein distance to data = {sliced_wasserstein(x, reference):.4f}")
+    return 0
+
+
+def _sample_prompts(args: argparse.Namespace, run: LoadedRun, prompts: list[str], steps: tuple[int, ...], seed: int,
+                    guidance: float, device: torch.device) -> int:
+    """``--num`` samples per prompt (default: 8 per prompt, 8 captions of the data without prompts)."""
+    spec = run.components.spec
+    if not spec.text:
+        raise GenflowError("--prompt / --prompts: this run is not text-conditioned (its data has no captions "
+                           "as the condition); use --class for class-conditional runs")
+    if args.class_label is not None:
+        raise GenflowError("--class: this run is text-conditioned; use --prompt TEXT or --prompts FILE")
+    tokenize = getattr(run.components.dataset, "text_fn", None)
+    assert tokenize is not None
+    if not prompts:  # captions of real images
+        prompts = list(run.components.dataset.reference_raw(8, seed=seed).captions)  # type: ignore[attr-defined]
+    per_prompt = DEFAULT_PER_PROMPT if args.num is None else args.num
+    captions = [p for p in prompts for _ in range(per_prompt)]
+    cond = text_conditions(captions, tokenize, device)
+    samples = generate(run.backbone, run.components.sampler, spec, steps=steps, num=len(captions), seed=seed,
+                       device=device, guidance=guidance, cond=cond)
+    samples = {k: run.components.dataset.decode(v).cpu() for k, v in samples.items()}
+    out = pathlib.Path(args.out) if args.out else pathlib.Path(args.run_dir) / "samples"
+    check_output_dir(out, "--out")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "prompts.txt").write_text("".join(c.replace("\n", " ") + "\n" for c in captions), encoding="utf-8")
+    for k, x in samples.items():
+        np.save(out / f"samples_{k}steps.npy", x.numpy())
+    shown = prompts[:16]  # the picture stays readable; the arrays hold every prompt
+    plot_prompt_grid({k: x[: len(shown) * per_prompt] for k, x in samples.items()}, shown, out / "samples.png",
+                     per_prompt=per_prompt,
+                     title=f"{run.config.objective.name} / {run.config.sampler.name}, weights: {run.source}")
+    print(f"genflow: wrote {len(captions)} samples ({len(prompts)} prompts x {per_prompt}) at steps "
+          f"{', '.join(map(str, steps))} to {out} (weights: {run.source}; prompts.txt: row i's prompt)")
     return 0

@@ -19,7 +19,7 @@ import tempfile
 import torch
 
 from genflow.build import cache_dir as genflow_cache_dir
-from genflow.errors import ConfigError
+from genflow.errors import ConfigError, GenflowError
 from genflow.interfaces import (
     Backbone,
     Batch,
@@ -32,6 +32,7 @@ from genflow.interfaces import (
     ObjectiveOutput,
     Path,
     Sampler,
+    TextEncoder,
 )
 from genflow.plugins import PluginManager
 
@@ -181,7 +182,36 @@ def check_dataset(manager: PluginManager, name: str, cache_dir: pathlib.Path | N
         assert dataset.reference(8, seed=0).x.shape == (8, *dataset.spec.shape)
 
 
+def check_text_encoder(manager: PluginManager, name: str) -> None:
+    """States ``(N, L, dim)``, finite and deterministic; padding does not change the states of real
+    tokens; an empty caption (all-False mask) stays finite. ``tokenize`` is checked on odd captions
+    when the default config can tokenize (the built-in ``transformer`` needs a tokenizer file)."""
+    component, config = _component(manager, "text_encoder", name)
+    spec = DataSpec(shape=(3, 8, 8), text=True)
+    with torch.device("meta"):
+        encoder = component.build(config, spec=spec)
+    assert isinstance(encoder, TextEncoder) and encoder.dim > 0
+    encoder.to_empty(device="cpu")
+    torch.manual_seed(0)
+    encoder.init_weights()
+    encoder.eval()
+    ids = torch.tensor([[5, 6, 7, 0, 0], [8, 9, 0, 0, 0], [0, 0, 0, 0, 0]])
+    mask = ids != 0
+    with torch.no_grad():
+        states = encoder(ids, mask)
+        assert states.shape == (3, 5, encoder.dim) and torch.isfinite(states).all()
+        torch.testing.assert_close(encoder(ids, mask), states)
+        shorter = encoder(ids[:, :3], mask[:, :3])  # less padding: the real tokens' states are the same
+        torch.testing.assert_close(shorter[mask[:, :3]], states[mask])
+    try:
+        tok_ids, tok_mask = encoder.tokenize(["a red circle", "", "zebra \u00e9\u00e8 \u4e09\u4e2a"])
+    except GenflowError:
+        return
+    assert tok_ids.shape == tok_mask.shape and tok_ids.shape[0] == 3 and not tok_mask[1].any()
+
+
 CHECKS = {
+    "text_encoder": check_text_encoder,
     "path": check_path,
     "backbone": check_backbone,
     "derivative": check_derivative,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pathlib
+import warnings
 from collections.abc import Mapping
 
 import matplotlib
@@ -58,4 +59,33 @@ def plot_samples(samples: Mapping[int, Tensor], out: pathlib.Path, *, reference:
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def plot_prompt_grid(samples: Mapping[int, Tensor], prompts: list[str], out: pathlib.Path, *, per_prompt: int,
+                     title: str = "", max_chars: int = 48) -> None:
+    """Prompts (rows) vs samples: one panel per step count, each row ``per_prompt`` images of one
+    prompt (rows ``i * per_prompt ... (i + 1) * per_prompt - 1`` of every ``samples[k]``)."""
+    n, rows = len(samples), len(prompts)
+    first = next(iter(samples.values()))
+    aspect = first.shape[-1] / first.shape[-2]
+    fig, axes = plt.subplots(1, n, figsize=(1.0 + 0.75 * per_prompt * aspect * n + 2.2, 0.9 + 0.75 * rows),
+                             squeeze=False)
+    for col, (ax, (steps, x)) in enumerate(zip(axes[0], samples.items(), strict=True)):
+        grid = image_grid(x[: rows * per_prompt], ncols=per_prompt)
+        ax.imshow(grid)
+        ax.set_xticks([])
+        cell = grid.shape[0] / rows
+        ax.set_yticks([cell * (i + 0.5) for i in range(rows)] if col == 0 else [])
+        if col == 0:
+            shown = [p if len(p) <= max_chars else p[: max_chars - 3] + "..." for p in prompts]
+            ax.set_yticklabels([repr(p) if not p.strip() else p for p in shown], fontsize=8)
+        ax.set_title(f"{steps} step{'s' if steps != 1 else ''}")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    with warnings.catch_warnings():  # prompts in scripts the default font lacks: boxes, not warnings
+        warnings.filterwarnings("ignore", message="Glyph .* missing from font")
+        fig.tight_layout(rect=(0.0, 0.0, 1.0, 0.97 if title else 1.0))  # room for the title
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(out, dpi=110)
     plt.close(fig)

@@ -14,6 +14,7 @@ SLOTS: dict[str, str] = {
     "derivative": "derivative",
     "backbone": "backbone",
     "sampler": "sampler",
+    "text_encoder": "text_encoder",
 }
 
 #: Used for a slot that neither the config, a selector nor another component's ``defaults`` names.
@@ -24,6 +25,7 @@ SLOT_DEFAULTS: dict[str, str] = {
     "derivative": "dde",
     "backbone": "mlp",
     "sampler": "euler",
+    "text_encoder": "transformer",
 }
 
 
@@ -89,6 +91,8 @@ class RunConfig:
     derivative: Selection
     backbone: Selection
     sampler: Selection
+    #: Used only when the data is caption-conditioned (``DataSpec.text``); ignored otherwise.
+    text_encoder: Selection
     train: TrainConfig = TrainConfig()
     sample: SampleConfig = SampleConfig()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from genflow.eval import metrics_external as external
+from genflow.eval import metrics_prompts as prompts
 from genflow.eval import metrics_shapes as shapes
 from genflow.eval import metrics_toy as toy
 from genflow.registry import Component
@@ -44,4 +45,5 @@ def components() -> list[Component]:
         Component(name="fd_dinov2", config=external.ExternalFeatureConfig,
                   build=lambda config, **_: external.DinoV2FD(config),
                   description="images: FD-DINOv2 from a user-given network file (never downloaded)"),
+        *prompts.components(),
     ]

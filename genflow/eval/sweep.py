@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from genflow.interfaces import Condition, EvalContext, EvalSamples, Metric
 from genflow.runs import LoadedRun
-from genflow.sample import fixed_noise, generate, sample_conditions
+from genflow.sample import fixed_noise, generate, sample_conditions, text_conditions
 
 SamplesHook = Callable[[int, Tensor], None]
 
@@ -61,6 +61,19 @@ def sample_step_count(run: LoadedRun, settings: SweepSettings, steps: int, cond:
     return samples[steps]
 
 
+def eval_captions(run: LoadedRun, num: int, seed: int) -> list[str]:
+    """The prompts of a text-conditioned run's evaluation: the held-out ``shapes`` prompt set
+    (:func:`genflow.eval.compositional.prompt_set`), else captions of real samples."""
+    from genflow.eval.compositional import prompt_set
+    from genflow.eval.metrics_shapes import shapes_config_of
+
+    shapes = shapes_config_of(run.components.dataset)
+    if shapes is not None:
+        return prompt_set(shapes, num)
+    raw = run.components.dataset.reference_raw(num, seed=seed)  # type: ignore[attr-defined]
+    return list(raw.captions)
+
+
 def _finite(value: float) -> float:
     return float(value) if math.isfinite(float(value)) else math.nan
 
@@ -75,7 +88,12 @@ def evaluate(run: LoadedRun, metrics: Mapping[str, Metric], settings: SweepSetti
         metric.prepare(context)
     spec = run.components.spec
     noise = fixed_noise(spec, settings.num, settings.seed, torch.device("cpu"))  # what generate() draws
-    cond = sample_conditions(spec, settings.num, settings.device)
+    captions = eval_captions(run, settings.num, settings.seed) if spec.text else None
+    if captions is not None:
+        tokenize = run.components.dataset.text_fn  # type: ignore[attr-defined]
+        cond = text_conditions(captions, tokenize, settings.device)
+    else:
+        cond = sample_conditions(spec, settings.num, settings.device)
     results = []
     bar = tqdm(total=sum(settings.steps), unit="step", desc=f"eval {label}".strip(), file=sys.stderr,
                disable=not progress, dynamic_ncols=True)
@@ -85,7 +103,7 @@ def evaluate(run: LoadedRun, metrics: Mapping[str, Metric], settings: SweepSetti
             start = time.perf_counter()
             decoded = decode(run, sample_step_count(run, settings, steps, cond))
             seconds = time.perf_counter() - start
-            batch = EvalSamples(samples=decoded, noise=noise, cond=cond.to("cpu"), steps=steps)
+            batch = EvalSamples(samples=decoded, noise=noise, cond=cond.to("cpu"), steps=steps, captions=captions)
             values = {name: _finite(metric(batch, context)) for name, metric in metrics.items()}
             results.append(StepResult(steps=steps, values=values, seconds=seconds))
             if on_samples is not None:

@@ -8,7 +8,11 @@ A DiT over patch tokens of any size (native resolution) that reads the time pair
   embedders fed raw ``t`` in ``[0, 1]`` (TIM.md section 4: ``1000 t`` breaks DDE);
 - interval-aware attention ``qkv = W LN_mod(h) + b + W' phi_dt(t - r)``;
 - LoRA-AdaLN: per-block low-rank SwiGLU ``D -> rank -> 6D``, zero-initialised (adaLN-zero);
-- SwiGLU MLP with hidden ``floor(8D / 3)``.
+- SwiGLU MLP with hidden ``floor(8D / 3)``;
+- with captions (``DataSpec.text``, text-to-image XL/1 of TIM.md section 9): per-block
+  cross-attention to the text-encoder states between self-attention and MLP, with key padding
+  masks and a learned null token (:mod:`genflow_tim.cross_attention`), and the pooled caption added
+  to ``c`` (``text_pooled``). Nothing of this exists without captions.
 
 Parameter counts match the reference (without its REPA projector head): class-conditional B/4 on
 4x32x32 latents 128.8M, XL/2 664.1M.
@@ -28,7 +32,7 @@ from genflow.errors import ConfigError
 from genflow.interfaces import Backbone, Condition, DataSpec
 from genflow.nn import TimestepEmbedder
 
-PresetName = Literal["debug", "S", "B/4", "XL/2"]
+PresetName = Literal["debug", "S", "B/4", "XL/2", "XL/1"]
 
 
 @attrs.frozen(kw_only=True)
@@ -48,6 +52,9 @@ PRESETS: dict[str, Preset] = {
     "S": Preset(hidden_size=384, depth=12, heads=6, patch_size=2, adaln_rank=128),
     "B/4": Preset(hidden_size=768, depth=12, heads=12, patch_size=4, adaln_rank=256),
     "XL/2": Preset(hidden_size=1152, depth=28, heads=16, patch_size=2, adaln_rank=384),
+    # Text-to-image (TIM.md section 9): XL at patch 1, for 32x-compressed latents; add captions
+    # for the per-block cross-attention.
+    "XL/1": Preset(hidden_size=1152, depth=28, heads=16, patch_size=1, adaln_rank=384),
 }
 
 
@@ -56,6 +63,8 @@ class DiTConfig:
     """``preset`` picks the architecture; any other size field left at 0 keeps the preset's value.
 
     ``grad_checkpointing`` recomputes each block in the backward pass (activation checkpointing).
+    ``text_pooled``: with captions, also add the masked mean of the text states (through a Linear)
+    to the conditioning vector ``c``; the cross-attention is always there with captions.
     """
 
     preset: PresetName = "debug"
@@ -65,6 +74,7 @@ class DiTConfig:
     patch_size: int = 0
     adaln_rank: int = 0
     grad_checkpointing: bool = False
+    text_pooled: bool = True
 
     def resolve(self) -> Preset:
         """The preset with this config's non-zero overrides applied."""
@@ -213,10 +223,16 @@ class IntervalAwareAttention(nn.Module):
 class TiMBlock(nn.Module):
     """One adaLN-zero transformer block with interval-aware attention and LoRA-AdaLN."""
 
-    def __init__(self, dim: int, heads: int, adaln_rank: int) -> None:
+    def __init__(self, dim: int, heads: int, adaln_rank: int, text_dim: int = 0) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
         self.attn = IntervalAwareAttention(dim, heads)
+        self.cross: nn.Module | None = None
+        if text_dim:  # text-to-image: cross-attention to the caption (absent otherwise)
+            from genflow_tim.cross_attention import TextCrossAttention
+
+            self.norm_cross = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+            self.cross = TextCrossAttention(dim, text_dim, heads)
         self.norm2 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
         self.mlp = SwiGLU(dim, (8 * dim) // 3, dim)  # hidden floor(8D/3)
         # TIM.md section 9: LoRA-AdaLN, low-rank SwiGLU D -> rank -> 6D.
@@ -224,16 +240,19 @@ class TiMBlock(nn.Module):
 
     def init_weights(self) -> None:
         self.attn.init_weights()
+        if self.cross is not None:
+            self.cross.init_weights()
         self.mlp.init_weights()
         self.adaln.init_weights(zero_out=True)  # adaLN-zero: every block starts as the identity
 
-    def forward(self, h: Tensor, c: Tensor, phi_dt: Tensor, rope: tuple[Tensor, Tensor]) -> Tensor:
+    def forward(self, h: Tensor, c: Tensor, phi_dt: Tensor, rope: tuple[Tensor, Tensor],
+                text: Tensor | None = None, text_mask: Tensor | None = None) -> Tensor:
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = self.adaln(c).chunk(6, dim=-1)
         # LayerNorm outputs float32 under CUDA autocast; modulating in the residual stream's dtype
         # keeps bf16 (not fp32) copies for the backward pass and halves this elementwise traffic.
         h = h + gate_msa * self.attn(modulate(self.norm1(h).to(h.dtype), shift_msa, scale_msa), phi_dt, rope)
-        # Slot for per-block text cross-attention (text-to-image XL/1, TIM.md section 9):
-        # ``h = h + cross_attn(norm(h), text, text_mask)`` goes here, between attention and MLP.
+        if self.cross is not None:  # text-to-image XL/1 (TIM.md section 9): between attention and MLP
+            h = h + self.cross(self.norm_cross(h).to(h.dtype), text, text_mask)  # (N, T, D)
         h = h + gate_mlp * self.mlp(modulate(self.norm2(h).to(h.dtype), shift_mlp, scale_mlp))  # (N, T, D)
         return h
 
@@ -275,6 +294,7 @@ class DiT(Backbone):
         self.arch = arch
         self.in_channels = spec.shape[0]
         self.num_classes = spec.num_classes
+        self.uses_text = spec.text
         self.grad_checkpointing = config.grad_checkpointing
         D, p = arch.hidden_size, arch.patch_size
         self.patch_embed = nn.Conv2d(self.in_channels, D, kernel_size=p, stride=p)
@@ -283,7 +303,13 @@ class DiT(Backbone):
         self.phi_dt = TimestepEmbedder(D)
         # Index num_classes is the null class (classifier-free guidance).
         self.class_embedding = nn.Embedding(self.num_classes + 1, D) if self.num_classes else None
-        self.blocks = nn.ModuleList(TiMBlock(D, arch.heads, arch.adaln_rank) for _ in range(arch.depth))
+        self.text_pool: nn.Module | None = None
+        if spec.text and config.text_pooled:
+            from genflow_tim.cross_attention import TextPooling
+
+            self.text_pool = TextPooling(spec.text_dim, D)
+        self.blocks = nn.ModuleList(TiMBlock(D, arch.heads, arch.adaln_rank, spec.text_dim if spec.text else 0)
+                                    for _ in range(arch.depth))
         self.final = FinalLayer(D, p, self.in_channels)
 
     def init_weights(self) -> None:
@@ -296,6 +322,8 @@ class DiT(Backbone):
         self.phi_dt.init_weights()
         if self.class_embedding is not None:
             nn.init.normal_(self.class_embedding.weight, std=0.02)
+        if self.text_pool is not None:
+            self.text_pool.init_weights()
         for block in self.blocks:
             block.init_weights()
         self.final.init_weights()
@@ -304,7 +332,7 @@ class DiT(Backbone):
         return list(self.blocks)
 
     def embed_condition(self, t: Tensor, r: Tensor, cond: Condition) -> tuple[Tensor, Tensor]:
-        """``c = phi_t(t) + phi_dt(t - r) [+ class]`` and ``phi_dt(t - r)``, both ``(N, 1, D)``."""
+        """``c = phi_t(t) + phi_dt(t - r) [+ class] [+ pooled text]`` and ``phi_dt(t - r)``, both ``(N, 1, D)``."""
         phi_dt = self.phi_dt(t - r)  # (N, D)
         c = self.phi_t(t) + phi_dt  # (N, D)
         if self.class_embedding is not None:
@@ -312,6 +340,8 @@ class DiT(Backbone):
             if labels is None:  # no labels: every row is unconditional
                 labels = torch.full((t.shape[0],), self.num_classes, dtype=torch.long, device=t.device)
             c = c + self.class_embedding(labels)
+        if self.text_pool is not None:
+            c = c + self.text_pool(cond.text, cond.text_mask, t.shape[0], c)
         return c[:, None], phi_dt[:, None]
 
     def forward(self, x_t: Tensor, t: Tensor, r: Tensor, cond: Condition) -> Tensor:
@@ -324,11 +354,13 @@ class DiT(Backbone):
         rope_dtype = torch.promote_types(h.dtype, torch.float32)
         rope = axial_rope(H // p, W // p, self.arch.hidden_size // self.arch.heads,
                           device=h.device, dtype=rope_dtype)  # (T, d) each
+        # (N, L, D_text), (N, L): only a text-to-image model reads the caption.
+        text = (cond.text, cond.text_mask) if self.uses_text else ()
         for block in self.blocks:
             if self.grad_checkpointing and torch.is_grad_enabled():
-                h = checkpoint(block, h, c, phi_dt, rope, use_reentrant=False)
+                h = checkpoint(block, h, c, phi_dt, rope, *text, use_reentrant=False)
             else:
-                h = block(h, c, phi_dt, rope)  # (N, T, D)
+                h = block(h, c, phi_dt, rope, *text)  # (N, T, D)
         h = self.final(h, c)  # (N, T, p p C)
         return self.unpatchify(h, H, W).to(x_t.dtype)  # (N, C, H, W)
 
@@ -351,8 +383,9 @@ class DiT(Backbone):
 def _check_arch(arch: Preset, spec: DataSpec) -> None:
     if not spec.is_image:
         raise ConfigError(f"backbone 'tim-dit' needs image data (C, H, W), got a sample shape {spec.shape}")
-    if spec.text:
-        raise ConfigError("backbone 'tim-dit' has no text cross-attention yet; use class labels")
+    if spec.text and spec.text_dim < 1:
+        raise ConfigError("backbone 'tim-dit' with captions needs the text encoder's width (DataSpec.text_dim); "
+                          "build it through genflow.build.build_backbone")
     if arch.hidden_size % arch.heads or (arch.hidden_size // arch.heads) % 4:
         raise ConfigError(f"backbone 'tim-dit': hidden_size {arch.hidden_size} must split into {arch.heads} "
                           "heads of a size divisible by 4 (2D RoPE)")

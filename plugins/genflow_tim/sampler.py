@@ -9,7 +9,7 @@ import torch
 from attrs import validators
 from torch import Tensor
 
-from genflow.guidance import guided_forward, null_condition
+from genflow.guidance import guidance_active, guided_forward, null_condition
 from genflow.interfaces import Backbone, Condition, DataSpec, Path, Sampler
 from genflow.timesteps import resolution_shift, shift_factor
 
@@ -44,7 +44,7 @@ class TransitionSampler(Sampler):
     Pure: all state lives in the arguments. The time grid stays in float64 and the running state
     ``x_t`` in at least fp32; the network sees ``x_t`` in the noise's dtype and times in at least
     fp32. Guidance ``F = F_u + w (F_c - F_u)`` evaluates both branches as one ``2N`` batch; it is
-    skipped when ``guidance == 1`` or the condition has no labels.
+    skipped when ``guidance == 1`` or the condition has neither labels nor a caption.
     """
 
     def __init__(self, config: TransitionSamplerConfig, *, path: Path, spec: DataSpec) -> None:
@@ -77,7 +77,7 @@ class TransitionSampler(Sampler):
 
     def guided(self, t: Tensor, cond: Condition, guidance: float) -> bool:
         """Whether step ``t`` runs classifier-free guidance (closed interval on ``t / t_max``)."""
-        if guidance == 1.0 or cond.labels is None or self.spec.num_classes <= 0:
+        if not guidance_active(cond, guidance) or (cond.text is None and self.spec.num_classes <= 0):
             return False
         lo, hi = self.config.guidance_interval
         return lo <= float(t) / self.path.t_max <= hi

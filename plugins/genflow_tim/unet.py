@@ -4,7 +4,10 @@ GroupNorm + SiLU residual blocks with FiLM conditioning (scale, shift) from the 
 embedding ``c = phi_t(t) + phi_dt(t - r) [+ class]`` of TIM.md section 9 (two independent
 embedders of raw ``t`` in ``[0, 1]``, a class embedding with a null class), optional
 self-attention at the lowest resolution, and a zero-initialised output convolution (``F = 0`` at
-initialisation). Every layer supports forward-mode AD, so ``torch.func.jvp`` works (attention
+initialisation). With captions (``DataSpec.text``) every residual block below the top level and
+the middle block is followed by cross-attention to the text states (key padding masks, a learned
+null token; :mod:`genflow_tim.cross_attention`) and the pooled caption joins ``c``
+(``text_pooled``); none of it exists without captions. Every layer supports forward-mode AD, so ``torch.func.jvp`` works (attention
 through the math SDPA backend).
 """
 
@@ -27,7 +30,7 @@ GROUPS = 8
 class UNetConfig:
     """``channels``: width per resolution level (each level halves H and W); ``blocks_per_level``:
     residual blocks per level on the way down and up; ``attention``: self-attention after the middle
-    block (lowest resolution); ``patch``: space-to-depth factor of the stem (``p x p`` pixels become
+    block (lowest resolution); ``text_pooled``: with captions, add the pooled caption to ``c``; ``patch``: space-to-depth factor of the stem (``p x p`` pixels become
     one position with ``C p^2`` channels, undone at the output), which divides the cost by ``p^2``."""
 
     channels: tuple[int, ...] = (32, 64, 128)
@@ -35,6 +38,7 @@ class UNetConfig:
     blocks_per_level: int = 1
     embedding_dim: int = 128
     attention: bool = True
+    text_pooled: bool = True
 
 
 class ResBlock(nn.Module):
@@ -72,6 +76,22 @@ class SelfAttention(nn.Module):
         q, k, v = qkv.transpose(-1, -2).unbind(1)  # (N, heads, H W, d) each
         out = F.scaled_dot_product_attention(q, k, v)  # (N, heads, H W, d)
         return x + self.proj(out.transpose(-1, -2).reshape(N, C, H, W))  # (N, C, H, W)
+
+
+class ConvCrossAttention(nn.Module):
+    """``x + CrossAttention(GN(x) as H W tokens, text)``: image positions attend to the caption."""
+
+    def __init__(self, ch: int, text_dim: int, head_dim: int = 32) -> None:
+        super().__init__()
+        from genflow_tim.cross_attention import TextCrossAttention
+
+        self.norm = nn.GroupNorm(GROUPS, ch)
+        self.attn = TextCrossAttention(ch, text_dim, max(1, ch // head_dim))
+
+    def forward(self, x: Tensor, text: Tensor | None, text_mask: Tensor | None) -> Tensor:
+        N, C, H, W = x.shape
+        tokens = self.norm(x).flatten(2).transpose(1, 2)  # (N, H W, C)
+        return x + self.attn(tokens, text, text_mask).transpose(1, 2).reshape(N, C, H, W)
 
 
 class Downsample(nn.Module):
@@ -128,6 +148,7 @@ class UNet(Backbone):
             self.up.append(nn.ModuleList(ResBlock(2 * chs[i], chs[i], e) for _ in range(n)))
             self.upsample.append(Upsample(chs[i], chs[i - 1]) if i > 0 else nn.Identity())
         ch = chs[0]
+        self.text_layers: _TextLayers | None = _TextLayers(config, spec) if spec.text else None
         self.norm_out = nn.GroupNorm(GROUPS, ch)
         self.conv_out = nn.Conv2d(ch, self.in_channels * self.patch**2, 3, padding=1)
 
@@ -141,6 +162,8 @@ class UNet(Backbone):
             if conv is not None:
                 nn.init.zeros_(conv.weight)
                 nn.init.zeros_(conv.bias)
+        if self.text_layers is not None:
+            self.text_layers.init_weights()
 
     def fsdp_units(self) -> list[nn.Module]:
         # Residual blocks (each has a forward of its own, so FSDP2's hooks fire); the rest stays in the root.
@@ -154,6 +177,8 @@ class UNet(Backbone):
             if labels is None:
                 labels = torch.full((t.shape[0],), self.num_classes, dtype=torch.long, device=t.device)
             c = c + self.class_embedding(labels)
+        if self.text_layers is not None and self.text_layers.pool is not None:
+            c = c + self.text_layers.pool(cond.text, cond.text_mask, t.shape[0], c)
         return F.silu(c)
 
     def forward(self, x_t: Tensor, t: Tensor, r: Tensor, cond: Condition) -> Tensor:
@@ -161,16 +186,24 @@ class UNet(Backbone):
         c = self.embed_condition(t, r, cond)  # (N, e)
         h = F.pixel_unshuffle(x_t.to(self.conv_in.weight.dtype), self.patch)  # (N, C p^2, H / p, W / p)
         h = self.conv_in(h)  # (N, ch0, H / p, W / p), in the parameters' dtype
+        text = self.text_layers
         skips = []
-        for blocks, downsample in zip(self.down, self.downsample, strict=True):
-            for block in blocks:
+        for i, (blocks, downsample) in enumerate(zip(self.down, self.downsample, strict=True)):
+            for j, block in enumerate(blocks):
                 h = block(h, c)
+                if text is not None:
+                    h = text.attend(f"down{i}_{j}", h, cond)
                 skips.append(h)
             h = downsample(h)  # halves H, W except at the lowest level
-        h = self.mid_attn(self.mid(h, c))  # (N, ch_last, H / 2^(L-1), W / 2^(L-1))
-        for blocks, upsample in zip(self.up, self.upsample, strict=True):
-            for block in blocks:
+        h = self.mid(h, c)
+        if text is not None:
+            h = text.attend("mid", h, cond)
+        h = self.mid_attn(h)  # (N, ch_last, H / 2^(L-1), W / 2^(L-1))
+        for i, (blocks, upsample) in enumerate(zip(self.up, self.upsample, strict=True)):
+            for j, block in enumerate(blocks):
                 h = block(torch.cat([h, skips.pop()], dim=1), c)
+                if text is not None:
+                    h = text.attend(f"up{self.levels - 1 - i}_{j}", h, cond)
             h = upsample(h)  # doubles H, W except at the top level
         out = self.conv_out(F.silu(self.norm_out(h)))  # (N, C p^2, H / p, W / p)
         return F.pixel_shuffle(out, self.patch).to(x_t.dtype)  # (N, C, H, W)
@@ -187,14 +220,46 @@ class UNet(Backbone):
 def _check(config: UNetConfig, spec: DataSpec) -> None:
     if not spec.is_image:
         raise ConfigError(f"backbone 'unet' needs image data (C, H, W), got a sample shape {spec.shape}")
-    if spec.text:
-        raise ConfigError("backbone 'unet' has no text conditioning; use class labels")
+    if spec.text and spec.text_dim < 1:
+        raise ConfigError("backbone 'unet' with captions needs the text encoder's width (DataSpec.text_dim); "
+                          "build it through genflow.build.build_backbone")
     if not config.channels or any(ch <= 0 or ch % GROUPS for ch in config.channels):
         raise ConfigError(f"backbone.channels must be positive multiples of {GROUPS}, got {config.channels}")
     if config.patch < 1:
         raise ConfigError(f"backbone.patch must be >= 1, got {config.patch}")
     if config.blocks_per_level < 1 or config.embedding_dim < 2:
         raise ConfigError("backbone.blocks_per_level must be >= 1 and backbone.embedding_dim >= 2")
+
+
+class _TextLayers(nn.Module):
+    """The UNet's text layers: cross-attention after each residual block of levels ``1..L-1`` (down
+    and up) and after the middle block, keyed ``down{level}_{block}`` / ``up{level}_{block}`` /
+    ``mid``; the top level (largest maps) has none, where attention over every pixel costs most."""
+
+    def __init__(self, config: UNetConfig, spec: DataSpec) -> None:
+        super().__init__()
+        from genflow_tim.cross_attention import TextPooling
+
+        chs, n = config.channels, config.blocks_per_level
+        levels = range(1, len(chs)) if len(chs) > 1 else range(0)
+        self.cross = nn.ModuleDict()
+        for level in levels:
+            for j in range(n):
+                self.cross[f"down{level}_{j}"] = ConvCrossAttention(chs[level], spec.text_dim)
+                self.cross[f"up{level}_{j}"] = ConvCrossAttention(chs[level], spec.text_dim)
+        self.cross["mid"] = ConvCrossAttention(chs[-1], spec.text_dim)
+        self.pool = TextPooling(spec.text_dim, config.embedding_dim) if config.text_pooled else None
+
+    def init_weights(self) -> None:
+        for layer in self.cross.values():
+            layer.attn.init_weights()
+        if self.pool is not None:
+            self.pool.init_weights()
+
+    def attend(self, key: str, h: Tensor, cond: Condition) -> Tensor:
+        if key not in self.cross:  # the top level has no cross-attention
+            return h
+        return self.cross[key](h, cond.text, cond.text_mask)
 
 
 def build_unet(config: UNetConfig, *, spec: DataSpec) -> UNet:

@@ -146,3 +146,12 @@ def test_network_sees_the_noise_dtype_and_the_state_stays_fp32():
     noise = _noise().to(torch.bfloat16)
     out = _sampler().sample(Probe(), noise, Condition(), steps=3)
     assert out.dtype == torch.bfloat16
+
+
+def test_captions_are_guided_too():
+    """A caption-conditioned batch runs the 2N guidance call (null = the empty caption)."""
+    backbone = LabelBackbone()
+    text = torch.ones(8, 4, dtype=torch.long)
+    cond = Condition(text=text, text_mask=torch.ones(8, 4, dtype=torch.bool))
+    _sampler(spec=DataSpec(shape=(3,), text=True)).sample(backbone, _noise(), cond, steps=2, guidance=3.0)
+    assert backbone.calls == [16, 16]

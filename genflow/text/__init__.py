@@ -1,0 +1,1 @@
+"""Text conditioning: sentencepiece tokenizers, text encoders and the text-conditioned backbone wrapper."""
