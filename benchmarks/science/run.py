@@ -123,7 +123,7 @@ def main() -> None:
     for metric in exp.metrics:
         summary = summarize(cache, metric, names)
         sections.append(markdown_table(summary, metric))
-        plot(summary, metric, RESULTS / f"{name}-{metric}.png", title=exp.title)
+        plot(summary, metric, RESULTS / f"{name}-{metric}.png", title=exp.title, ylog="accuracy" not in metric)
     times = summarize_train_time(cache, names)
     sections.append("| training wall time (s, mean) | " + " | ".join(f"{k}: {v:.0f}" for k, v in times.items()) + " |")
     text = "\n\n".join(sections) + "\n"
