@@ -16,14 +16,6 @@ from tests.unit.train import crafted
 
 
 @pytest.fixture(scope="module")
-def finished_run(tmp_path_factory) -> pathlib.Path:
-    run = tmp_path_factory.mktemp("corpus") / "run"
-    assert main(["train", "--config", "debug", "--run-dir", str(run), "--no-progress", "train.steps=4",
-                 "train.checkpoint_every=2"]) == 0
-    return run
-
-
-@pytest.fixture(scope="module")
 def crafted_runs(tmp_path_factory, finished_run) -> pathlib.Path:
     """Copies of the finished run whose checkpoint or weights file was tampered with; the crafted
     payloads would create files in ``markers/`` if anything unpickled them."""

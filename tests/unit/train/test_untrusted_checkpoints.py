@@ -21,14 +21,6 @@ STEP = "checkpoints/step_00000004"
 pytestmark = pytest.mark.filterwarnings("ignore:torch.distributed is disabled")
 
 
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory) -> pathlib.Path:
-    run = tmp_path_factory.mktemp("untrusted") / "run"
-    assert main(["train", "--config", "debug", "--run-dir", str(run), "--no-progress", "train.steps=4",
-                 "train.checkpoint_every=2"]) == 0
-    return run
-
-
 @pytest.fixture
 def run(tmp_path, finished_run) -> pathlib.Path:
     return shutil.copytree(finished_run, tmp_path / "run")
