@@ -28,11 +28,9 @@ RESULTS = pathlib.Path(__file__).resolve().parents[1] / "results" / "science"
 class Variant:
     """One trained configuration: a name, ``genflow train`` arguments and ``key=value`` overrides."""
 
-    def __init__(self, name: str, args: Sequence[str] = (), overrides: Mapping[str, Any] | None = None,
-                 sample_overrides: Sequence[str] = ()) -> None:
+    def __init__(self, name: str, args: Sequence[str] = (), overrides: Mapping[str, Any] | None = None) -> None:
         self.name, self.args = name, list(args)
         self.overrides = dict(overrides or {})
-        self.sample_overrides = list(sample_overrides)
 
     def train_argv(self, seed: int, steps: int | None) -> list[str]:
         overrides = {**self.overrides, "train.seed": seed}
@@ -113,7 +111,7 @@ def run_grid(variants: Sequence[Variant], seeds: Sequence[int], *, name: str, st
     def one(variant: Variant, seed: int) -> dict[str, Any]:
         argv = variant.train_argv(seed, steps)
         run, train_s = train(argv, workdir)
-        metrics = evaluate(run, eval_steps, [*eval_args, *variant.sample_overrides])
+        metrics = evaluate(run, eval_steps, eval_args)
         return {"variant": variant.name, "seed": seed, "args": argv, "run": str(run), "train_s": train_s,
                 "metrics": metrics}
 
