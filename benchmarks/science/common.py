@@ -34,7 +34,7 @@ class Variant:
 
     def train_argv(self, seed: int, steps: int | None) -> list[str]:
         overrides = {**self.overrides, "train.seed": seed}
-        if steps is not None:
+        if steps is not None and "train.steps" not in self.overrides:  # a variant's own steps win
             overrides["train.steps"] = steps
         return [*self.args, *(f"{k}={_toml(v)}" for k, v in overrides.items())]
 

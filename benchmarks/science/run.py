@@ -9,6 +9,8 @@ plus one plot per metric; finished runs are cached, so a rerun only does what is
 - ``toy-steps``: quality vs steps on toy2d, TiM (defaults, and the reference's loss) against flow
   matching trained with the same compute (``FM_COMPUTE`` x the steps: a dde step costs ~1.3 fm steps).
 - ``shapes-steps``: the same on 16x16 shapes (UNet), class accuracy and Frechet distance.
+- ``shapes-drift``: why TiM's shapes FD rises past 2 steps: more ``r = t`` rows (diffusion_ratio 0.7)
+  and flow matching trained on only as many velocity rows as TiM sees.
 - ``loss``: the reference's loss against genflow's defaults, one setting at a time, on toy2d.
 - ``derivatives``: DDE (central, one-sided) against JVP on toy2d: quality and training time.
 - ``weighting``: the interval weightings tangent / linear / odds (t/(1-t)) / constant on toy2d.
@@ -82,13 +84,28 @@ def derivatives(steps: int) -> list[Variant]:
             Variant("jvp", [*TOY, "--derivative", "jvp"])]
 
 
+def shapes_drift(steps: int) -> list[Variant]:
+    """Why shapes FD rises past 2 steps: more ``r = t`` rows, and flow matching trained on as many
+    velocity rows as TiM's ``r = t`` rows (``diffusion_ratio`` of its batches)."""
+    rows = round(tim_objective.TimObjectiveConfig().diffusion_ratio * steps)
+    return [Variant("tim", SHAPES), _tim_variant("tim, diffusion_ratio 0.7", SHAPES, {"diffusion_ratio": 0.7}),
+            _same_compute_fm(SHAPES, steps),
+            Variant(f"fm ({rows} steps: TiM's r = t rows)", [*SHAPES, "--objective", "fm"], {"train.steps": rows})]
+
+
+def _tim_variant(name: str, args: list[str], options: dict[str, object]) -> Variant:
+    """A TiM variant whose options equal to the defaults are left out, so it shares the default run."""
+    defaults = tim_objective.TimObjectiveConfig()
+    changed = {f"objective.{k}": v for k, v in options.items() if getattr(defaults, k) != v}
+    return Variant(name, args, changed)
+
+
 def weighting(steps: int) -> list[Variant]:
-    return [Variant(w, TOY, {"objective.weighting": w}) for w in ("tangent", "linear", "odds", "constant")]
+    return [_tim_variant(w, TOY, {"weighting": w}) for w in ("tangent", "linear", "odds", "constant")]
 
 
 def mixture(steps: int) -> list[Variant]:
-    return [Variant(f"diffusion {d}, consistency {c}", TOY,
-                    {"objective.diffusion_ratio": d, "objective.consistency_ratio": c})
+    return [_tim_variant(f"diffusion {d}, consistency {c}", TOY, {"diffusion_ratio": d, "consistency_ratio": c})
             for d in (0.3, 0.5, 0.7) for c in (0.05, 0.1, 0.15)]
 
 
@@ -102,6 +119,8 @@ EXPERIMENTS = {
     "derivatives": Experiment(derivatives, TOY_STEPS, [1, 8, 64], TOY_METRICS, title="toy2d: DDE vs JVP"),
     "weighting": Experiment(weighting, TOY_STEPS, [1, 2, 4, 8, 16, 32, 64], TOY_METRICS,
                             title="toy2d: interval weighting"),
+    "shapes-drift": Experiment(shapes_drift, SHAPES_STEPS, SHAPES_EVAL, ["class_accuracy", "fd_shapes"],
+                               ["--num", "500"], title="shapes 16x16: the velocity rows"),
     "mixture": Experiment(mixture, TOY_STEPS, [1, 64], TOY_METRICS, title="toy2d: batch mixture"),
 }
 

@@ -1,0 +1,43 @@
+"""The science driver's training arguments (benchmarks/science/run.py): baselines get their own
+step counts, and ablation variants equal to the defaults share the default run."""
+
+from __future__ import annotations
+
+import pathlib
+import sys
+
+import pytest
+
+SCIENCE = pathlib.Path(__file__).resolve().parents[3] / "benchmarks" / "science"
+
+
+@pytest.fixture(scope="module")
+def run_module():
+    sys.path.insert(0, str(SCIENCE))
+    try:
+        import run  # noqa: PLC0415  (benchmarks/science/run.py, not a package)
+
+        yield run
+    finally:
+        sys.path.remove(str(SCIENCE))
+
+
+def _overrides(argv: list[str]) -> dict[str, str]:
+    return dict(a.split("=", 1) for a in argv if "=" in a)
+
+
+def test_same_compute_baseline_keeps_its_own_steps(run_module):
+    fm = run_module.toy_steps(3000)[-1]
+    args = _overrides(fm.train_argv(seed=1, steps=3000))
+    assert args["train.steps"] == str(round(run_module.FM_COMPUTE * 3000))
+    assert args["train.seed"] == "1"
+    assert _overrides(run_module.toy_steps(3000)[0].train_argv(seed=0, steps=3000))["train.steps"] == "3000"
+
+
+def test_default_valued_ablations_share_the_default_run(run_module):
+    default = run_module.toy_steps(3000)[0].train_argv(seed=0, steps=3000)
+    tangent = next(v for v in run_module.weighting(3000) if v.name == "tangent")
+    assert tangent.train_argv(seed=0, steps=3000) == default
+    mixtures = [v.train_argv(seed=0, steps=3000) for v in run_module.mixture(3000)]
+    assert mixtures.count(default) == 1
+    assert len({tuple(m) for m in mixtures}) == 9
