@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import _paths  # noqa: F401
-from common import RESULTS, Variant, markdown_table, parser, plot, run_grid, summarize
+from common import RESULTS, Variant, markdown_table, parser, plot, run_grid, summarize, summarize_paired
 from genflow_tim import objective as tim_objective
 
 #: Cost of a TiM + DDE step in flow-matching steps (benchmarks/results/train_step_unet_cpu.json: 1.31).
@@ -142,6 +142,9 @@ def main() -> None:
     for metric in exp.metrics:
         summary = summarize(cache, metric, names)
         sections.append(markdown_table(summary, metric))
+        paired = summarize_paired(cache, metric, names, baseline=names[0])
+        if paired and len(seeds) > 1:
+            sections.append(markdown_table(paired, f"{metric} minus {names[0]} (same seed)"))
         plot(summary, metric, RESULTS / f"{name}-{metric}.png", title=exp.title, ylog="accuracy" not in metric)
     times = summarize_train_time(cache, names)
     sections.append("| training wall time (s, mean) | " + " | ".join(f"{k}: {v:.0f}" for k, v in times.items()) + " |")
