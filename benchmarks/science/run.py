@@ -8,6 +8,7 @@ plus one plot per metric; finished runs are cached, so a rerun only does what is
 
 - ``toy-steps``: quality vs steps on toy2d, TiM (defaults, and the reference's loss) against flow
   matching trained with the same compute (``FM_COMPUTE`` x the steps: a dde step costs ~1.3 fm steps).
+- ``toy-long``: ``toy-steps`` with twice the training steps (does the gap at many steps close?).
 - ``shapes-steps``: the same on 16x16 shapes (UNet), class accuracy and Frechet distance.
 - ``shapes-drift``: why TiM's shapes FD rises past 2 steps: more ``r = t`` rows (diffusion_ratio 0.7)
   and flow matching trained on only as many velocity rows as TiM sees.
@@ -112,6 +113,8 @@ def mixture(steps: int) -> list[Variant]:
 TOY_METRICS = ["sliced_wasserstein", "transition_error"]
 EXPERIMENTS = {
     "toy-steps": Experiment(toy_steps, TOY_STEPS, TOY_EVAL, TOY_METRICS, title="toy2d: quality vs steps"),
+    "toy-long": Experiment(toy_steps, 2 * TOY_STEPS, TOY_EVAL, TOY_METRICS,
+                           title="toy2d: quality vs steps, twice the training"),
     "shapes-steps": Experiment(shapes_steps, SHAPES_STEPS, SHAPES_EVAL, ["class_accuracy", "fd_shapes"],
                                ["--num", "500"], title="shapes 16x16: quality vs steps"),
     "loss": Experiment(loss_ablation, TOY_STEPS, [1, 2, 4, 8, 16, 32, 64], TOY_METRICS,
