@@ -140,14 +140,15 @@ def main() -> None:
     cache = run_grid(variants, seeds, name=name, steps=steps, eval_steps=exp.eval_steps,
                      eval_args=exp.eval_args, jobs=args.jobs)
     names = [v.name for v in variants]
+    baseline = next((v.name for v in variants if not v.overrides), names[0])  # the default run
     sections = [f"# {exp.title}\n\n{len(seeds)} seed(s), {steps} training steps "
                 f"(`python benchmarks/science/run.py {args.experiment}{' --quick' if args.quick else ''}`)\n"]
     for metric in exp.metrics:
         summary = summarize(cache, metric, names)
         sections.append(markdown_table(summary, metric))
-        paired = summarize_paired(cache, metric, names, baseline=names[0])
+        paired = summarize_paired(cache, metric, names, baseline=baseline)
         if paired and len(seeds) > 1:
-            sections.append(markdown_table(paired, f"{metric} minus {names[0]} (same seed)"))
+            sections.append(markdown_table(paired, f"{metric} minus {baseline} (same seed)"))
         plot(summary, metric, RESULTS / f"{name}-{metric}.png", title=exp.title, ylog="accuracy" not in metric)
     times = summarize_train_time(cache, names)
     sections.append("| training wall time (s, mean) | " + " | ".join(f"{k}: {v:.0f}" for k, v in times.items()) + " |")
