@@ -17,7 +17,7 @@ class EMA:
 
     def __init__(self, model: nn.Module, decays: tuple[float, ...]) -> None:
         self.names = [name for name, p in model.named_parameters() if p.requires_grad]
-        params = [p for p in model.parameters() if p.requires_grad]
+        params: list[torch.Tensor] = [p for p in model.parameters() if p.requires_grad]
         self.model, self.params = model, params
         with torch.no_grad():  # torch-ema 0.3 needs no-grad around its copies
             self.averages = {decay: ExponentialMovingAverage(params, decay=decay) for decay in decays}

@@ -225,7 +225,8 @@ class Trainer:
             grad_norm = grad_norm.full_tensor()
         total = all_reduce_mean(total, self.world)
         skipped = (~(torch.isfinite(total) & torch.isfinite(grad_norm))).float()  # stays on the device
-        self.optimizer.found_inf = skipped  # the fused AdamW leaves parameters and moments unchanged
+        # read by the fused AdamW (as torch.amp.GradScaler sets it): 1 leaves parameters and moments
+        self.optimizer.found_inf = skipped  # type: ignore[attr-defined]
         self.optimizer.step()
         self.scheduler.step()  # a skipped step still advances the schedule (no host sync to decide)
         self.ema.update(skip=skipped)
