@@ -141,6 +141,25 @@ def summarize(cache: Mapping[str, Any], metric: str, variants: Sequence[str]) ->
     return out
 
 
+def summarize_paired(cache: Mapping[str, Any], metric: str, variants: Sequence[str],
+                     baseline: str) -> dict[str, dict[str, tuple[float, float, int]]]:
+    """``{variant: {steps: (mean, std, n)}}`` of ``variant - baseline`` on the same seed: seeds
+    move every variant together, so paired differences resolve what the raw spread hides."""
+    by_seed = {(r["variant"], r["seed"]): r["metrics"][metric] for r in cache["runs"].values()
+               if metric in r["metrics"]}
+    out: dict[str, dict[str, tuple[float, float, int]]] = {}
+    for variant in variants:
+        seeds = [s for (v, s) in by_seed if v == variant and (baseline, s) in by_seed]
+        if variant == baseline or not seeds:
+            continue
+        out[variant] = {}
+        for k in sorted(by_seed[(variant, seeds[0])], key=int):
+            diffs = [by_seed[(variant, s)][k] - by_seed[(baseline, s)][k] for s in seeds]
+            std = statistics.stdev(diffs) if len(diffs) > 1 else 0.0
+            out[variant][k] = (statistics.fmean(diffs), std, len(diffs))
+    return out
+
+
 def markdown_table(summary: Mapping[str, Mapping[str, tuple[float, float, int]]], metric: str,
                    digits: int = 3) -> str:
     """Rows = variants, columns = step counts, cells ``mean ± std``."""

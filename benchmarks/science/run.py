@@ -8,6 +8,7 @@ plus one plot per metric; finished runs are cached, so a rerun only does what is
 
 - ``toy-steps``: quality vs steps on toy2d, TiM (defaults, and the reference's loss) against flow
   matching trained with the same compute (``FM_COMPUTE`` x the steps: a dde step costs ~1.3 fm steps).
+- ``toy-long``: ``toy-steps`` with twice the training steps (does the gap at many steps close?).
 - ``shapes-steps``: the same on 16x16 shapes (UNet), class accuracy and Frechet distance.
 - ``shapes-drift``: why TiM's shapes FD rises past 2 steps: more ``r = t`` rows (diffusion_ratio 0.7)
   and flow matching trained on only as many velocity rows as TiM sees.
@@ -26,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import _paths  # noqa: F401
-from common import RESULTS, Variant, markdown_table, parser, plot, run_grid, summarize
+from common import RESULTS, Variant, markdown_table, parser, plot, run_grid, summarize, summarize_paired
 from genflow_tim import objective as tim_objective
 
 #: Cost of a TiM + DDE step in flow-matching steps (benchmarks/results/train_step_unet_cpu.json: 1.31).
@@ -112,6 +113,8 @@ def mixture(steps: int) -> list[Variant]:
 TOY_METRICS = ["sliced_wasserstein", "transition_error"]
 EXPERIMENTS = {
     "toy-steps": Experiment(toy_steps, TOY_STEPS, TOY_EVAL, TOY_METRICS, title="toy2d: quality vs steps"),
+    "toy-long": Experiment(toy_steps, 2 * TOY_STEPS, TOY_EVAL, TOY_METRICS,
+                           title="toy2d: quality vs steps, twice the training"),
     "shapes-steps": Experiment(shapes_steps, SHAPES_STEPS, SHAPES_EVAL, ["class_accuracy", "fd_shapes"],
                                ["--num", "500"], title="shapes 16x16: quality vs steps"),
     "loss": Experiment(loss_ablation, TOY_STEPS, [1, 2, 4, 8, 16, 32, 64], TOY_METRICS,
@@ -142,6 +145,9 @@ def main() -> None:
     for metric in exp.metrics:
         summary = summarize(cache, metric, names)
         sections.append(markdown_table(summary, metric))
+        paired = summarize_paired(cache, metric, names, baseline=names[0])
+        if paired and len(seeds) > 1:
+            sections.append(markdown_table(paired, f"{metric} minus {names[0]} (same seed)"))
         plot(summary, metric, RESULTS / f"{name}-{metric}.png", title=exp.title, ylog="accuracy" not in metric)
     times = summarize_train_time(cache, names)
     sections.append("| training wall time (s, mean) | " + " | ".join(f"{k}: {v:.0f}" for k, v in times.items()) + " |")

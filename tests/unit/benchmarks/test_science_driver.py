@@ -41,3 +41,18 @@ def test_default_valued_ablations_share_the_default_run(run_module):
     mixtures = [v.train_argv(seed=0, steps=3000) for v in run_module.mixture(3000)]
     assert mixtures.count(default) == 1
     assert len({tuple(m) for m in mixtures}) == 9
+
+
+def test_paired_differences_cancel_the_seed(run_module):
+    from common import summarize_paired  # noqa: PLC0415  (benchmarks/science/common.py)
+
+    def row(variant: str, seed: int, value: float) -> dict:
+        return {"variant": variant, "seed": seed, "metrics": {"w": {"1": value}}}
+
+    # the seed shifts both variants by the same amount: raw spread 1.0, paired spread 0
+    runs = [row("a", s, 1.0 * s) for s in range(3)] + [row("b", s, 1.0 * s + 0.25) for s in range(3)]
+    runs.append(row("b", 7, 9.0))  # no baseline run on seed 7: left out
+    paired = summarize_paired({"runs": dict(enumerate(runs))}, "w", ["a", "b"], baseline="a")
+    assert list(paired) == ["b"]
+    mean, std, n = paired["b"]["1"]
+    assert (round(mean, 12), round(std, 12), n) == (0.25, 0.0, 3)
