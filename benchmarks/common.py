@@ -31,8 +31,7 @@ from genflow.plugins import PluginManager, hookimpl
 from genflow.registry import Component
 from genflow.train.distributed import World, init_world
 from genflow.train.ema import EMA
-from genflow.train.schedule import lr_lambda
-from genflow.train.trainer import Trainer
+from genflow.train.trainer import Trainer, build_optimizer
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 RANDOM_DATASET = "bench-random"
@@ -179,13 +178,7 @@ class BenchTrainer(Trainer):
         self._check_batch()
         self.components = build_components(config, manager)
         self.model = self._build_model()
-        self.optimizer = torch.optim.AdamW(
-            self.model.parameters(), lr=self.train.lr, betas=self.train.betas, eps=self.train.eps,
-            weight_decay=self.train.weight_decay,
-        )
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lr_lambda(self.train.schedule, self.train.warmup_steps, self.train.steps)
-        )
+        self.optimizer, self.scheduler = build_optimizer(self.model, self.train)
         self.ema = EMA(self.model, self.train.ema_decay)
         self.step = 0
         self.model.train()

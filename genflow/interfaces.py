@@ -50,8 +50,12 @@ class Condition:
         """The batch repeated ``k`` times along dim 0 (``[c, c, ..., c]``), for batched passes."""
         return self._map(lambda v: torch.cat([v] * k, dim=0))
 
-    def to(self, device: torch.device | str) -> Condition:
-        return self._map(lambda v: v.to(device))
+    def to(self, device: torch.device | str, *, non_blocking: bool = False) -> Condition:
+        return self._map(lambda v: v.to(device, non_blocking=non_blocking))
+
+    def pin_memory(self) -> Condition:
+        """Every field in page-locked host memory (for asynchronous copies to a GPU)."""
+        return self._map(lambda v: v.pin_memory())
 
     @staticmethod
     def cat(conds: Sequence[Condition]) -> Condition:

@@ -17,8 +17,8 @@ class EMA:
 
     def __init__(self, model: nn.Module, decays: tuple[float, ...]) -> None:
         self.names = [name for name, p in model.named_parameters() if p.requires_grad]
-        params = [p for p in model.parameters() if p.requires_grad]
-        self.model = model
+        params: list[torch.Tensor] = [p for p in model.parameters() if p.requires_grad]
+        self.model, self.params = model, params
         with torch.no_grad():  # torch-ema 0.3 needs no-grad around its copies
             self.averages = {decay: ExponentialMovingAverage(params, decay=decay) for decay in decays}
 
@@ -27,9 +27,22 @@ class EMA:
         return list(self.averages)
 
     @torch.no_grad()
-    def update(self) -> None:
+    def update(self, skip: torch.Tensor | None = None) -> None:
+        """``s <- s - (1 - d) (s - p)`` with torch-ema's warm-up ``d = min(decay, (1 + n) / (10 + n))``,
+        the same arithmetic as ``ExponentialMovingAverage.update`` but as three multi-tensor
+        (``torch._foreach_*``) kernels instead of three per parameter.
+
+        ``skip``: a 0-dim device tensor, 1 to leave the averages unchanged (decided on the device,
+        no host sync; the warm-up count still advances).
+        """
         for average in self.averages.values():
-            average.update()
+            average.num_updates = (average.num_updates or 0) + 1
+            decay = min(average.decay, (1 + average.num_updates) / (10 + average.num_updates))
+            diff = torch._foreach_sub(average.shadow_params, self.params)
+            torch._foreach_mul_(diff, 1.0 - decay)
+            if skip is not None:
+                torch._foreach_mul_(diff, 1.0 - skip)
+            torch._foreach_sub_(average.shadow_params, diff)
 
     @contextlib.contextmanager
     def applied(self, decay: float | None = None) -> Iterator[nn.Module]:

@@ -22,6 +22,7 @@ from torch.distributed.checkpoint.state_dict import (
     set_state_dict,
 )
 from torch.distributed.fsdp import FSDPModule
+from torch.optim.lr_scheduler import LambdaLR
 from torch.utils.checkpoint import checkpoint as recompute
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -69,13 +70,30 @@ def checkpoint_units(model: Backbone) -> None:
         unit.forward = recomputed  # type: ignore[method-assign]
 
 
+#: Steps between the ranks' agreement on a stop signal or the time limit in distributed runs.
+CONTROL_EVERY = 10
+
+
 def to_device(batch: Batch, device: torch.device) -> Batch:
-    return Batch(x=batch.x.to(device, non_blocking=True), cond=batch.cond.to(device))
+    """``batch`` on ``device``. To a GPU through page-locked memory: a copy from pageable memory
+    waits for the GPU's queued work (a host sync every step); a pinned one is queued behind it."""
+    x, cond = batch.x, batch.cond
+    if device.type == "cuda":
+        x, cond = x.pin_memory(), cond.pin_memory()
+    return Batch(x=x.to(device, non_blocking=True), cond=cond.to(device, non_blocking=True))
 
 
 def _has_spatial_conv(model: torch.nn.Module) -> bool:
     """Whether ``model`` has a 2-D convolution with a kernel larger than 1x1."""
     return any(isinstance(m, torch.nn.Conv2d) and m.kernel_size != (1, 1) for m in model.modules())
+
+
+def build_optimizer(model: torch.nn.Module, train: cfg.TrainConfig) -> tuple[torch.optim.AdamW, LambdaLR]:
+    """AdamW and its learning-rate schedule. Fused: one kernel for all parameters, and it skips a
+    step on the device when ``optimizer.found_inf`` is 1 (``Trainer.train_step``: no host sync)."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=train.lr, betas=train.betas, eps=train.eps,
+                                  weight_decay=train.weight_decay, fused=True)
+    return optimizer, LambdaLR(optimizer, lr_lambda(train.schedule, train.warmup_steps, train.steps))
 
 
 class Trainer:
@@ -91,14 +109,7 @@ class Trainer:
         self._check_batch()
         self.components: Components = build_components(config, manager)
         self.model = self._build_model()
-        self.optimizer = torch.optim.AdamW(
-            self.model.parameters(), lr=self.train.lr, betas=self.train.betas, eps=self.train.eps,
-            weight_decay=self.train.weight_decay,
-            fused=self.world.device.type == "cuda" or None,  # one kernel for all parameters on GPUs
-        )
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lr_lambda(self.train.schedule, self.train.warmup_steps, self.train.steps)
-        )
+        self.optimizer, self.scheduler = build_optimizer(self.model, self.train)
         self.ema = EMA(self.model, self.train.ema_decay)
         self.loader = self.components.dataset.loader(
             batch_size=self.train.batch_size // self.world.world_size, rank=self.world.rank,
@@ -213,14 +224,15 @@ class Trainer:
         if hasattr(grad_norm, "full_tensor"):
             grad_norm = grad_norm.full_tensor()
         total = all_reduce_mean(total, self.world)
-        ok = bool(torch.isfinite(total) & torch.isfinite(grad_norm))
-        if ok:
-            self.optimizer.step()
-            self.scheduler.step()
-            self.ema.update()
+        skipped = (~(torch.isfinite(total) & torch.isfinite(grad_norm))).float()  # stays on the device
+        # read by the fused AdamW (as torch.amp.GradScaler sets it): 1 leaves parameters and moments
+        self.optimizer.found_inf = skipped  # type: ignore[attr-defined]
+        self.optimizer.step()
+        self.scheduler.step()  # a skipped step still advances the schedule (no host sync to decide)
+        self.ema.update(skip=skipped)
         self.optimizer.zero_grad(set_to_none=True)
         logs = {k: all_reduce_mean(v, self.world) for k, v in logs.items()}
-        return {"loss": total, "grad_norm": grad_norm.detach(), "skipped": torch.tensor(float(not ok)), **logs}
+        return {"loss": total, "grad_norm": grad_norm.detach(), "skipped": skipped, **logs}
 
     # ---------------------------------------------------------------- the loop
 
@@ -240,7 +252,7 @@ class Trainer:
         torch.manual_seed(self.train.seed)
         batches = iter(self.loader)
         flops_per_sample = 0.0
-        nonfinite_in_a_row = 0
+        skipped_run = worst_skipped_run = torch.zeros((), device=self.world.device)
         started = window_start = time.perf_counter()
         window_steps = 0
         self.model.train()
@@ -252,13 +264,14 @@ class Trainer:
             self.step += 1
             window_steps += 1
             self.logger.advance()
-            nonfinite_in_a_row = nonfinite_in_a_row + 1 if logs["skipped"].item() else 0
-            if nonfinite_in_a_row >= self.train.max_nonfinite_steps:
-                raise GenflowError(
-                    f"{nonfinite_in_a_row} steps in a row had a non-finite loss or gradient (last at step "
-                    f"{self.step}); stopped. The last good checkpoint is kept in {self.run_dir / 'checkpoints'}"
-                )
-            if self.step % self.train.log_every == 0 or self.step == self.train.steps:
+            # counted on the device; read where the host waits anyway (logging, checkpoints, the end)
+            skipped_run = (skipped_run + logs["skipped"]) * logs["skipped"]
+            worst_skipped_run = torch.maximum(worst_skipped_run, skipped_run)
+            log_now = self.step % self.train.log_every == 0 or self.step == self.train.steps
+            checkpoint_now = self.train.checkpoint_every and self.step % self.train.checkpoint_every == 0
+            if log_now or checkpoint_now:
+                self._check_skipped(int(worst_skipped_run.item()))
+            if log_now:
                 elapsed = time.perf_counter() - window_start
                 scalars = {k: float(v) for k, v in logs.items()}
                 scalars["lr"] = float(self.scheduler.get_last_lr()[0])
@@ -270,9 +283,9 @@ class Trainer:
                 window_start, window_steps = time.perf_counter(), 0
             if self.train.sample_every and self.step % self.train.sample_every == 0:
                 self._log_sample_grids()
-            if self.train.checkpoint_every and self.step % self.train.checkpoint_every == 0:
+            if checkpoint_now:
                 self.save_checkpoint()
-            if self.step < self.train.steps:
+            if self.step < self.train.steps and self._control_step():
                 if signum := stop.agreed(self.world):
                     return self._stop_early(signum)
                 if self._out_of_time(started):
@@ -281,6 +294,20 @@ class Trainer:
                     break
         self._finish()
         return self.step
+
+    def _control_step(self) -> bool:
+        """Whether ranks agree on signals and the time limit after this step: every step in one
+        process (free), every ``CONTROL_EVERY`` steps across ranks (a collective + host sync)."""
+        return not self.world.distributed or self.step % CONTROL_EVERY == 0
+
+    def _check_skipped(self, worst_run: int) -> None:
+        """Stop once ``max_nonfinite_steps`` steps in a row were skipped (checked at log and
+        checkpoint steps, so the checkpoints before the stop hold only good updates)."""
+        if worst_run >= self.train.max_nonfinite_steps:
+            raise GenflowError(
+                f"{worst_run} steps in a row had a non-finite loss or gradient (seen at step {self.step}); "
+                f"stopped. The last good checkpoint is kept in {self.run_dir / 'checkpoints'}"
+            )
 
     def _forward_flops(self, batch: Batch) -> float:
         """FLOPs of one forward pass over ``batch`` (``torch.utils.flop_counter``), counted once."""

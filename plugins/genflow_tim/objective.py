@@ -183,17 +183,31 @@ def transition_target(path: Path, x_t: Tensor, v_t: Tensor, dF_dt: Tensor, t: Te
 
 def grouped_mean(L: Tensor, t: Tensor, r: Tensor, groups: int, keep: Tensor) -> Tensor:
     """Each kept row's ``L`` replaced by the mean over its group, ``(N,)``: kept rows split by kind
-    (``r = t`` or not), sorted by ``t`` and cut into ``groups`` near-equal groups per kind (an
-    estimate of ``E[L | t]`` that hardly depends on the row's own sample). Other rows keep ``L``."""
-    out = L.clone()
-    for kind in ((t == r) & keep, (t != r) & keep):
-        rows = kind.nonzero().squeeze(1)
-        if rows.numel() == 0:
-            continue
-        ordered = rows[t[rows].argsort()]
-        for group in ordered.tensor_split(min(groups, ordered.numel())):
-            out[group] = L[group].mean()
-    return out
+    (``r = t`` or not), sorted by ``t`` (stable) and cut into ``min(groups, rows of the kind)``
+    near-equal groups per kind, the larger ones first as ``Tensor.tensor_split`` cuts (an estimate
+    of ``E[L | t]`` that hardly depends on the row's own sample). Other rows keep ``L``.
+
+    One vectorised pass with fixed shapes and no host synchronisation (it runs every step).
+    """
+    n = L.shape[0]
+    kind = torch.where(keep, (t != r).long(), 2)  # 0: r = t, 1: interval, 2: not kept
+    by_t = torch.sort(t, stable=True).indices
+    order = by_t[torch.sort(kind[by_t], stable=True).indices]  # sorted by (kind, t)
+    kinds = torch.arange(3, device=L.device)
+    count = (kind.unsqueeze(1) == kinds).sum(0)  # rows per kind (bincount would sync on CUDA)
+    sorted_kind = kind[order]
+    size = count[sorted_kind]  # the row's kind's row count, >= 1
+    rank = torch.arange(n, device=L.device) - (count.cumsum(0) - count)[sorted_kind]
+    split = size.clamp(max=groups)  # tensor_split(min(groups, size)): `extra` groups of q + 1, then q
+    q, extra = size // split, size % split
+    big = extra * (q + 1)
+    group = torch.where(rank < big, rank // (q + 1), extra + (rank - big) // q)
+    gid = sorted_kind * groups + group
+    values = L[order]
+    sums = torch.zeros(3 * groups, dtype=L.dtype, device=L.device).index_add_(0, gid, values)
+    rows = torch.zeros(3 * groups, dtype=L.dtype, device=L.device).index_add_(0, gid, torch.ones_like(values))
+    means = (sums / rows.clamp(min=1))[gid]
+    return torch.empty_like(L).index_copy_(0, order, torch.where(sorted_kind < 2, means, values))
 
 
 def cosine_similarity(a: Tensor, b: Tensor, dim: int = 1, eps: float = 1e-8) -> Tensor:
@@ -248,12 +262,13 @@ class TimObjective(Objective):
         x_t, v_t = self.path.interpolate(x, z, t), self.path.velocity(x, z, t)  # TIM.md s1
         if self.config.guidance_target:
             v_t = self.guided_velocity(backbone, x_t, v_t, t, cond)
+        rows = self.interval_rows(t, r)
         if self.derivative.uses_output:  # e.g. one-sided dde: the main pass first, reused
-            F, dF_dt = self.forward_then_derivative(backbone, x_t, t, r, v_t, cond)
+            F, dF_dt = self.forward_then_derivative(backbone, x_t, t, r, v_t, cond, rows)
         else:
             # the derivative runs first: providers keep the RNG state, so their passes see the same
             # dropout state as the main pass below
-            dF_dt = self.time_derivative(backbone, x_t, t, r, v_t, cond)
+            dF_dt = self.time_derivative(backbone, x_t, t, r, v_t, cond, rows=rows)
             F = backbone(x_t, t, r, cond)  # (N, ...)
         F_hat = transition_target(self.path, x_t, v_t, dF_dt, t, r).detach()  # TIM.md Eq. 9
         return self.weighted_loss(F, F_hat, t, r)
@@ -293,16 +308,26 @@ class TimObjective(Objective):
         v_t[rows] += self.config.guidance_target_scale * (F_c - F_u)
         return v_t
 
+    def interval_rows(self, t: Tensor, r: Tensor) -> Tensor:
+        """The ``t != r`` rows, ascending, as ``(t != r).nonzero()`` but without its host sync:
+        ``sample_times`` gives ``r = t`` to exactly ``round(n diffusion_ratio)`` rows, so the
+        count is known on the host (a coincidental ``t = r`` row beyond those gets a derivative
+        that its zero-length interval ignores)."""
+        n = t.shape[0]
+        interval = n - _round(n * self.config.diffusion_ratio)
+        return torch.sort((t == r).to(torch.int8), stable=True).indices[:interval]
+
     def time_derivative(
         self, backbone: Backbone, x_t: Tensor, t: Tensor, r: Tensor, dx_dt: Tensor, cond: Condition,
-        F_t: Tensor | None = None,
+        F_t: Tensor | None = None, rows: Tensor | None = None,
     ) -> Tensor:
         """``sg(dF/dt)`` along ``(dx_dt, 1, 0)`` on the ``t != r`` rows only; zeros on ``r = t`` rows.
 
         ``F_t``: the main pass's output, handed to providers that reuse it (``uses_output``).
+        ``rows``: the ``t != r`` rows when known (``interval_rows``), else found here.
         """
         dF_dt = torch.zeros_like(x_t)
-        rows = (t != r).nonzero().squeeze(1)
+        rows = (t != r).nonzero().squeeze(1) if rows is None else rows
         if rows.numel() == 0:
             return dF_dt
         fn = bind(backbone, r[rows], cond.index(rows))
@@ -313,14 +338,15 @@ class TimObjective(Objective):
         return dF_dt.detach()
 
     def forward_then_derivative(
-        self, backbone: Backbone, x_t: Tensor, t: Tensor, r: Tensor, dx_dt: Tensor, cond: Condition
+        self, backbone: Backbone, x_t: Tensor, t: Tensor, r: Tensor, dx_dt: Tensor, cond: Condition,
+        rows: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         """``(F, sg(dF/dt))`` for providers that reuse the main pass: ``F`` (with gradients) first,
         then the provider's passes from the RNG state that pass started from (same dropout masks)."""
         snapshot = rng_snapshot(x_t.device)
         F = backbone(x_t, t, r, cond)  # (N, ...)
         with replayed_rng(x_t.device, snapshot):
-            dF_dt = self.time_derivative(backbone, x_t, t, r, dx_dt, cond, F_t=F)
+            dF_dt = self.time_derivative(backbone, x_t, t, r, dx_dt, cond, F_t=F, rows=rows)
         return F, dF_dt
 
     def per_sample_loss(self, F: Tensor, F_hat: Tensor) -> tuple[Tensor, Tensor, Tensor]:

@@ -108,6 +108,35 @@ def test_grouped_mean_averages_per_kind_and_time():
     torch.testing.assert_close(grouped_mean(L, t, r, 100, torch.ones(8, dtype=torch.bool)), L)
 
 
+def _grouped_mean_loop(L: torch.Tensor, t: torch.Tensor, r: torch.Tensor, groups: int, keep: torch.Tensor):
+    """The definition, one kind and one group at a time: the oracle of the vectorised pass."""
+    out = L.clone()
+    for kind in ((t == r) & keep, (t != r) & keep):
+        rows = kind.nonzero().squeeze(1)
+        if rows.numel() == 0:
+            continue
+        ordered = rows[t[rows].argsort(stable=True)]
+        for group in ordered.tensor_split(min(groups, ordered.numel())):
+            out[group] = L[group].mean()
+    return out
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_grouped_mean_matches_the_loop(seed):
+    g = torch.Generator().manual_seed(seed)
+    n = int(torch.randint(1, 70, (), generator=g))
+    t = torch.rand(n, generator=g, dtype=torch.float64)
+    if seed % 3 == 0:
+        t = (t * 4).round() / 4  # ties in t: the stable order decides the groups
+    r = torch.where(torch.rand(n, generator=g) < 0.5, t, t * torch.rand(n, generator=g, dtype=torch.float64))
+    L = torch.rand(n, generator=g, dtype=torch.float64)
+    keep = torch.rand(n, generator=g) < (0.8 if seed % 2 else 1.0)
+    L = torch.where(keep, L, torch.nan) if seed % 4 == 1 else L  # dropped rows may hold anything
+    groups = int(torch.randint(1, 12, (), generator=g))
+    torch.testing.assert_close(grouped_mean(L, t, r, groups, keep), _grouped_mean_loop(L, t, r, groups, keep),
+                               equal_nan=True)
+
+
 def test_grouped_adaptive_weight_does_not_follow_the_sample():
     """Per-sample 1/sg(L) gives every row the same weighted loss ~1; grouped weights keep the ratio."""
     objective = _objective(adaptive_groups=1, directional=False, weighting="constant")
@@ -210,6 +239,18 @@ def test_interval_weightings(weighting, g):
 
 
 # ---------------------------------------------------------------- the loss
+
+
+@pytest.mark.parametrize("diffusion_ratio", [0.0, 0.3, 0.5, 1.0])
+@pytest.mark.parametrize("path", [LinearPath(), TrigFlowPath()])
+def test_interval_rows_are_the_t_ne_r_rows(diffusion_ratio, path):
+    """The sync-free row selection equals ``(t != r).nonzero()`` on every sampled batch size."""
+    objective = _objective(path=path, spec=DataSpec(shape=(3, 64, 64)), base_resolution=32,
+                           diffusion_ratio=diffusion_ratio, consistency_ratio=0.0 if diffusion_ratio == 1 else 0.1)
+    gen = torch.Generator().manual_seed(0)
+    for n in (1, 2, 3, 7, 64, 255):
+        t, r = objective.times(n, generator=gen, dtype=torch.float32)
+        assert torch.equal(objective.interval_rows(t, r), (t != r).nonzero().squeeze(1))
 
 
 class _Recorder(Derivative):

@@ -81,7 +81,7 @@ def test_non_finite_steps_are_skipped_then_the_run_stops(manager, tmp_path, monk
         return out
 
     monkeypatch.setattr(objective, "loss", poisoned)
-    with pytest.raises(GenflowError, match=r"3 steps in a row had a non-finite loss or gradient \(last at step 10\)"):
+    with pytest.raises(GenflowError, match=r"3 steps in a row had a non-finite loss or gradient \(seen at step 10\)"):
         trainer.run()
     assert all(torch.isfinite(torch.tensor(v)) for s, v in losses(tmp_path / "run").items() if s <= 7)
     good = checkpoint.latest_checkpoint(tmp_path / "run")

@@ -1,0 +1,82 @@
+"""The multi-tensor EMA update is torch-ema's update, bit for bit, and its state round-trips."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch_ema import ExponentialMovingAverage
+
+from genflow.train.ema import EMA
+
+
+def _model(seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(3, 5), nn.SiLU(), nn.Linear(5, 2))
+    model[0].bias.requires_grad_(False)  # frozen parameters have no average
+    return model
+
+
+def _step(model: nn.Module, seed: int) -> None:
+    with torch.no_grad():
+        g = torch.Generator().manual_seed(seed)
+        for p in model.parameters():
+            p.add_(torch.randn(p.shape, generator=g))
+
+
+def test_update_is_torch_ema_bit_for_bit():
+    model = _model(0)
+    params = [p for p in model.parameters() if p.requires_grad]
+    ema = EMA(model, (0.9, 0.999))
+    with torch.no_grad():
+        references = {d: ExponentialMovingAverage(params, decay=d) for d in (0.9, 0.999)}
+    for step in range(25):  # through torch-ema's warm-up (decay (1 + n) / (10 + n)) and past it
+        _step(model, step)
+        ema.update()
+        for reference in references.values():
+            reference.update()
+    for decay, reference in references.items():
+        assert ema.averages[decay].num_updates == reference.num_updates == 25
+        for ours, theirs in zip(ema.averages[decay].shadow_params, reference.shadow_params, strict=True):
+            assert torch.equal(ours, theirs)
+    assert len(ema.averages[0.9].shadow_params) == 3
+
+
+def test_applied_swaps_in_the_average_and_back():
+    model = _model(1)
+    ema = EMA(model, (0.5,))
+    _step(model, 0)
+    ema.update()
+    trained = [p.clone() for p in model.parameters()]
+    with ema.applied() as averaged:
+        assert torch.equal(averaged[2].weight, ema.averages[0.5].shadow_params[-2])
+        assert not torch.equal(averaged[2].weight, trained[3])
+    assert all(torch.equal(p, q) for p, q in zip(model.parameters(), trained, strict=True))
+
+
+def test_state_dict_round_trip():
+    source, target = _model(2), _model(3)
+    ema = EMA(source, (0.99,))
+    for step in range(3):
+        _step(source, step)
+        ema.update()
+    state = {k: v.clone() for k, v in ema.state_dict().items()}
+    restored = EMA(target, (0.99,))
+    restored.load_state_dict(state)
+    assert restored.averages[0.99].num_updates == 3
+    for ours, theirs in zip(restored.averages[0.99].shadow_params, ema.averages[0.99].shadow_params, strict=True):
+        assert torch.equal(ours, theirs)
+    assert set(state) == {"0.99/0.weight", "0.99/2.weight", "0.99/2.bias", "0.99/num_updates"}
+
+
+def test_a_skipped_update_leaves_the_averages():
+    model = _model(4)
+    ema = EMA(model, (0.9,))
+    _step(model, 0)
+    ema.update(skip=torch.tensor(0.0))
+    before = [s.clone() for s in ema.averages[0.9].shadow_params]
+    _step(model, 1)
+    ema.update(skip=torch.tensor(1.0))
+    assert all(torch.equal(a, b) for a, b in zip(ema.averages[0.9].shadow_params, before, strict=True))
+    _step(model, 2)
+    ema.update(skip=torch.tensor(0.0))
+    assert not torch.equal(ema.averages[0.9].shadow_params[0], before[0])
