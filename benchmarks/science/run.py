@@ -30,7 +30,7 @@ import _paths  # noqa: F401
 from common import RESULTS, Variant, markdown_table, parser, plot, run_grid, summarize, summarize_paired
 from genflow_tim import objective as tim_objective
 
-#: Cost of a TiM + DDE step in flow-matching steps (benchmarks/results/train_step_unet_cpu.json: 1.31).
+#: Cost of a TiM + DDE step in flow-matching steps (benchmarks/results/train_step_unet_cpu.json: 1.30-1.31).
 FM_COMPUTE = 1.31
 TOY = ["--config", "toy2d"]
 TOY_STEPS = 3000
