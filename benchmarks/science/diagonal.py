@@ -16,12 +16,11 @@ import argparse
 import os
 import pathlib
 import shutil
-import statistics
 
 import _paths  # noqa: F401
 import tomli_w
 import tomllib
-from common import RESULTS, evaluate
+from common import RESULTS, evaluate, markdown_table, summarize
 
 
 def euler_copy(run: pathlib.Path) -> pathlib.Path:
@@ -43,19 +42,12 @@ def main() -> None:
     args = p.parse_args()
     steps = [int(s) for s in args.steps.split(",")]
     eval_args = ["--num", str(args.num)]
-    tables = {"transition F(x, t, r)": [evaluate(r, steps, eval_args) for r in args.runs],
-              "Euler on F(x, t, t)": [evaluate(euler_copy(r), steps, eval_args) for r in args.runs]}
+    samplers = {"transition F(x, t, r)": list(args.runs), "Euler on F(x, t, t)": [euler_copy(r) for r in args.runs]}
+    cache = {"runs": {f"{name}/{i}": {"variant": name, "seed": i, "metrics": evaluate(run, steps, eval_args)}
+                      for name, runs in samplers.items() for i, run in enumerate(runs)}}
     lines = [f"{len(args.runs)} run(s): " + ", ".join(r.name for r in args.runs), ""]
-    for metric in next(iter(tables.values()))[0]:
-        lines += [f"| {metric} | " + " | ".join(map(str, steps)) + " |", "|---" * (len(steps) + 1) + "|"]
-        for name, rows in tables.items():
-            cells = []
-            for s in steps:
-                values = [row[metric][str(s)] for row in rows]
-                spread = statistics.stdev(values) if len(values) > 1 else 0.0
-                cells.append(f"{statistics.fmean(values):.3f} ± {spread:.3f}")
-            lines.append(f"| {name} | " + " | ".join(cells) + " |")
-        lines.append("")
+    for metric in cache["runs"][f"{next(iter(samplers))}/0"]["metrics"]:
+        lines += [markdown_table(summarize(cache, metric, list(samplers)), metric), ""]
     text = "\n".join(lines)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "diagonal.md").write_text(text)
