@@ -8,7 +8,8 @@ plus one plot per metric; finished runs are cached, so a rerun only does what is
 
 - ``toy-steps``: quality vs steps on toy2d, TiM (defaults, and the reference's loss) against flow
   matching trained with the same compute (``FM_COMPUTE`` x the steps: a dde step costs ~1.3 fm steps).
-- ``toy-long``: ``toy-steps`` with twice the training steps (does the gap at many steps close?).
+- ``toy-long``, ``shapes-long``: TiM (defaults) against flow matching with the same compute, with
+  twice the training steps (does the gap at many steps close?).
 - ``shapes-steps``: the same on 16x16 shapes (UNet), class accuracy and Frechet distance.
 - ``shapes-drift``: why TiM's shapes FD rises past 2 steps: more ``r = t`` rows (diffusion_ratio 0.7)
   and flow matching trained on only as many velocity rows as TiM sees.
@@ -63,6 +64,11 @@ def shapes_steps(steps: int) -> list[Variant]:
             _same_compute_fm(SHAPES, steps)]
 
 
+def long_training(args: list[str]) -> Callable[[int], list[Variant]]:
+    """TiM with its defaults against flow matching with the same compute (the ``*-long`` experiments)."""
+    return lambda steps: [Variant("tim", args), _same_compute_fm(args, steps)]
+
+
 def loss_ablation(steps: int) -> list[Variant]:
     """The three loss settings where genflow's defaults leave the reference, one at a time."""
     def loss(adaptive: bool, groups: int, directional: bool, diffusion_t: str) -> dict[str, object]:
@@ -113,10 +119,12 @@ def mixture(steps: int) -> list[Variant]:
 TOY_METRICS = ["sliced_wasserstein", "transition_error"]
 EXPERIMENTS = {
     "toy-steps": Experiment(toy_steps, TOY_STEPS, TOY_EVAL, TOY_METRICS, title="toy2d: quality vs steps"),
-    "toy-long": Experiment(toy_steps, 2 * TOY_STEPS, TOY_EVAL, TOY_METRICS,
+    "toy-long": Experiment(long_training(TOY), 2 * TOY_STEPS, TOY_EVAL, TOY_METRICS,
                            title="toy2d: quality vs steps, twice the training"),
     "shapes-steps": Experiment(shapes_steps, SHAPES_STEPS, SHAPES_EVAL, ["class_accuracy", "fd_shapes"],
                                ["--num", "500"], title="shapes 16x16: quality vs steps"),
+    "shapes-long": Experiment(long_training(SHAPES), 2 * SHAPES_STEPS, SHAPES_EVAL, ["class_accuracy", "fd_shapes"],
+                              ["--num", "500"], title="shapes 16x16: quality vs steps, twice the training"),
     "loss": Experiment(loss_ablation, TOY_STEPS, [1, 2, 4, 8, 16, 32, 64], TOY_METRICS,
                        title="toy2d: the loss settings"),
     "derivatives": Experiment(derivatives, TOY_STEPS, [1, 8, 64], TOY_METRICS, title="toy2d: DDE vs JVP"),
