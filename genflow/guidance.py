@@ -33,6 +33,20 @@ def null_condition(cond: Condition, spec: DataSpec) -> Condition:
     return empty_text(Condition(labels=labels, text=cond.text, text_mask=cond.text_mask))
 
 
+def has_condition(cond: Condition, spec: DataSpec) -> Tensor | None:
+    """``(N,)`` bool: the rows that carry a condition to guide by (a real class label or a
+    non-empty caption); None when the batch has neither labels nor captions that ``spec`` knows."""
+    rows = []
+    if cond.labels is not None and spec.num_classes > 0:
+        rows.append(cond.labels != spec.num_classes)
+    if cond.text is not None and spec.text:
+        mask = cond.text_mask if cond.text_mask is not None else torch.ones(cond.text.shape[:2], dtype=torch.bool)
+        rows.append(mask.any(dim=1).to(cond.text.device))
+    if not rows:
+        return None
+    return rows[0] if len(rows) == 1 else rows[0] | rows[1].to(rows[0].device)
+
+
 def drop_labels(cond: Condition, rate: float, spec: DataSpec, generator: torch.Generator) -> Condition:
     """Replace each class label by the null class ``spec.num_classes`` with probability ``rate``
     (label dropout for classifier-free guidance), and empty each caption with probability ``rate``

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-from genflow.interfaces import Backbone, Condition, DataSpec, Sampler
+from genflow.interfaces import Backbone, Condition, Dataset, DataSpec, Sampler
 
 
 def sample_conditions(spec: DataSpec, num: int, device: torch.device, class_label: int | None = None) -> Condition:
@@ -19,6 +19,14 @@ def sample_conditions(spec: DataSpec, num: int, device: torch.device, class_labe
     else:
         labels = torch.arange(num, device=device) % spec.num_classes
     return Condition(labels=labels)
+
+
+def preview_conditions(dataset: Dataset, num: int, seed: int, device: torch.device) -> Condition | None:
+    """Conditions of a run's preview samples (the trainer's grids): the captions of ``num`` real
+    samples for caption-conditioned data, else None (``generate``'s labels cycling through classes)."""
+    if not dataset.spec.text:
+        return None
+    return dataset.reference(num, seed=seed).cond.to(device)
 
 
 def text_conditions(captions: Sequence[str], tokenize: Callable[[list[str]], tuple[Tensor, Tensor]],

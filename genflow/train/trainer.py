@@ -31,7 +31,7 @@ from genflow.build import Components, build_backbone, build_components, material
 from genflow.errors import GenflowError
 from genflow.interfaces import Backbone, Batch
 from genflow.plugins import PluginManager
-from genflow.sample import generate
+from genflow.sample import generate, preview_conditions
 from genflow.train import checkpoint
 from genflow.train.distributed import World, all_reduce_mean, barrier, broadcast_from_main, init_world, shard
 from genflow.train.ema import EMA
@@ -354,9 +354,10 @@ class Trainer:
     def _samples(self, steps: tuple[int, ...]) -> dict[int, torch.Tensor]:
         spec = self.components.spec
         num = self.config.sample.num if spec.is_image else 2000
-        out = generate(self.model, self.components.sampler, spec, steps=steps, num=num,
-                       seed=self.config.sample.seed, device=self.world.device,
-                       guidance=self.config.sample.guidance)
+        seed, device = self.config.sample.seed, self.world.device
+        out = generate(self.model, self.components.sampler, spec, steps=steps, num=num, seed=seed, device=device,
+                       guidance=self.config.sample.guidance,
+                       cond=preview_conditions(self.components.dataset, num, seed, device))
         return {k: self.components.dataset.decode(v) for k, v in out.items()}
 
     def _log_sample_grids(self) -> None:

@@ -11,7 +11,7 @@ from attrs import validators
 from torch import Tensor
 from torch.autograd import forward_ad as fwAD
 
-from genflow.guidance import drop_labels, null_condition
+from genflow.guidance import drop_labels, has_condition, null_condition
 from genflow.interfaces import (
     Backbone,
     Batch,
@@ -290,13 +290,15 @@ class TimObjective(Objective):
         """``v <- v + scale (F(x_t, t, t | y) - F(x_t, t, t | null))`` inside the interval (TIM.md s6).
 
         The teacher is the current backbone under ``no_grad`` (the reference uses its EMA). Both
-        branches run as one ``2N`` batch; rows already carrying the null label are left unchanged.
+        branches run as one ``2N`` batch; rows without a condition (the null label, an empty or
+        dropped caption) are left unchanged.
         """
-        if cond.labels is None or self.spec.num_classes <= 0:
+        guided = has_condition(cond, self.spec)
+        if guided is None:
             return v_t
         lo, hi = self.config.guidance_target_interval
         t_unit = t / self.path.t_max
-        rows = ((t_unit >= lo) & (t_unit <= hi) & (cond.labels != self.spec.num_classes)).nonzero().squeeze(1)
+        rows = ((t_unit >= lo) & (t_unit <= hi) & guided.to(t.device)).nonzero().squeeze(1)
         if rows.numel() == 0:
             return v_t
         c = cond.index(rows)

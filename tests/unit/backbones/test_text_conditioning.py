@@ -8,8 +8,9 @@ import torch
 from genflow_tim.dit import DiTConfig, build_dit
 from genflow_tim.unet import UNetConfig, build_unet
 
-from genflow.guidance import drop_labels, null_condition
-from genflow.interfaces import Condition, DataSpec
+from genflow.guidance import drop_labels, has_condition, null_condition
+from genflow.interfaces import Batch, Condition, Dataset, DataSpec
+from genflow.sample import preview_conditions
 from genflow.text.conditioned import TextConditioned
 from genflow.text.encoder import TransformerTextConfig, build_transformer
 
@@ -149,3 +150,35 @@ def test_xl1_text_to_image_parameter_count():
     with torch.device("meta"):
         model = build_dit(DiTConfig(preset="XL/1"), spec=DataSpec(shape=(4, 32, 32), text=True, text_dim=1152))
     assert sum(p.numel() for p in model.parameters()) == pytest.approx(813.1e6, rel=1e-3)
+
+
+def test_has_condition_finds_real_labels_and_non_empty_captions():
+    mask = torch.tensor([[True, True], [False, False], [True, False]])
+    text = Condition(text=torch.tensor([[4, 5], [0, 0], [4, 0]]), text_mask=mask)
+    assert has_condition(text, DataSpec(shape=(3,), text=True)).tolist() == [True, False, True]
+    labels = Condition(labels=torch.tensor([0, 10, 3]))
+    assert has_condition(labels, DataSpec(shape=(3,), num_classes=10)).tolist() == [True, False, True]
+    both = Condition(labels=torch.tensor([10, 10, 3]), text=text.text, text_mask=mask)
+    assert has_condition(both, DataSpec(shape=(3,), num_classes=10, text=True)).tolist() == [True, False, True]
+    assert has_condition(Condition(), DataSpec(shape=(3,))) is None
+    assert has_condition(labels, DataSpec(shape=(3,))) is None  # labels the data does not use
+
+
+class _CaptionedData(Dataset):
+    """``reference`` returns ``n`` rows with a caption of ``row + 1`` tokens."""
+
+    def __init__(self, text: bool) -> None:
+        self.spec = DataSpec(shape=(2,), text=text)
+
+    def loader(self, *, batch_size, rank, world_size, seed):
+        raise NotImplementedError
+
+    def reference(self, n, *, seed):
+        mask = torch.arange(4) < torch.arange(1, n + 1)[:, None]
+        return Batch(x=torch.zeros(n, 2), cond=Condition(text=mask.long(), text_mask=mask))
+
+
+def test_preview_samples_use_captions_of_real_data():
+    cond = preview_conditions(_CaptionedData(text=True), 3, seed=0, device=torch.device("cpu"))
+    assert cond.text_mask.sum(1).tolist() == [1, 2, 3]
+    assert preview_conditions(_CaptionedData(text=False), 3, seed=0, device=torch.device("cpu")) is None

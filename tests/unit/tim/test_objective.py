@@ -386,6 +386,29 @@ def test_guidance_enhanced_target():
     assert backbone.sizes == [2 * int(inside.sum())]  # one batched call, rows in the interval only
 
 
+class _CaptionBackbone(MLPBackbone):
+    """``F = x_t + (real tokens in the caption)``: an empty caption counts as 0."""
+
+    def forward(self, x_t, t, r, cond):
+        return x_t + cond.text_mask.sum(1).to(x_t.dtype)[:, None]
+
+
+def test_guidance_enhanced_target_with_captions():
+    spec = DataSpec(shape=(3,), text=True, text_dim=8)
+    objective = _objective(spec=spec, guidance_target=True)
+    gen = torch.Generator().manual_seed(0)
+    x_t, v_t = torch.randn(2, 40, 3, generator=gen, dtype=torch.float64)
+    t = torch.linspace(0.0, 1.0, 40, dtype=torch.float64)
+    lengths = torch.randint(1, 6, (40,), generator=gen)
+    lengths[::4] = 0  # dropped captions
+    mask = torch.arange(6) < lengths[:, None]
+    ids = torch.where(mask, 5, 0)
+    v = objective.guided_velocity(_CaptionBackbone(3), x_t, v_t, t, Condition(text=ids, text_mask=mask))
+    inside = (t >= 0.3) & (t <= 0.8) & (lengths > 0)
+    expected = v_t + 0.75 * torch.where(inside, lengths, 0).to(v_t.dtype)[:, None]
+    torch.testing.assert_close(v, expected)
+
+
 def test_guidance_target_runs_in_the_loss():
     spec = DataSpec(shape=(3,), num_classes=10)
     backbone = MLPBackbone(3, num_classes=10)
