@@ -13,6 +13,9 @@ plus one plot per metric; finished runs are cached, so a rerun only does what is
 - ``shapes-steps``: the same on 16x16 shapes (UNet), class accuracy and Frechet distance.
 - ``shapes-drift``: why TiM's shapes FD rises past 2 steps: more ``r = t`` rows (diffusion_ratio 0.7)
   and flow matching trained on only as many velocity rows as TiM sees.
+- ``toy-velocity-rows``, ``shapes-velocity-rows``: TiM's ``r = t`` rows weighted as flow matching
+  weights its rows (one adaptive group: uniform over ``t`` relative to each other) against the
+  default ``E[L | t]`` groups.
 - ``loss``: the reference's loss against genflow's defaults, one setting at a time, on toy2d.
 - ``derivatives``: DDE (central, one-sided) against JVP on toy2d: quality and training time.
 - ``weighting``: the interval weightings tangent / linear / odds (t/(1-t)) / constant on toy2d.
@@ -67,6 +70,12 @@ def shapes_steps(steps: int) -> list[Variant]:
 def long_training(args: list[str]) -> Callable[[int], list[Variant]]:
     """TiM with its defaults against flow matching with the same compute (the ``*-long`` experiments)."""
     return lambda steps: [Variant("tim", args), _same_compute_fm(args, steps)]
+
+
+def velocity_rows(args: list[str]) -> Callable[[int], list[Variant]]:
+    """TiM's ``r = t`` rows in one adaptive group (flow matching's weighting over ``t``) or in the default groups."""
+    return lambda steps: [Variant("tim", args),
+                          _tim_variant("tim, r = t rows in one group", args, {"diagonal_groups": 1})]
 
 
 def loss_ablation(steps: int) -> list[Variant]:
@@ -125,6 +134,11 @@ EXPERIMENTS = {
                                ["--num", "500"], title="shapes 16x16: quality vs steps"),
     "shapes-long": Experiment(long_training(SHAPES), 2 * SHAPES_STEPS, SHAPES_EVAL, ["class_accuracy", "fd_shapes"],
                               ["--num", "500"], title="shapes 16x16: quality vs steps, twice the training"),
+    "toy-velocity-rows": Experiment(velocity_rows(TOY), TOY_STEPS, TOY_EVAL, TOY_METRICS,
+                                    title="toy2d: the r = t rows weighted as flow matching's"),
+    "shapes-velocity-rows": Experiment(velocity_rows(SHAPES), SHAPES_STEPS, SHAPES_EVAL,
+                                       ["class_accuracy", "fd_shapes"], ["--num", "500"],
+                                       title="shapes 16x16: the r = t rows weighted as flow matching's"),
     "loss": Experiment(loss_ablation, TOY_STEPS, [1, 2, 4, 8, 16, 32, 64], TOY_METRICS,
                        title="toy2d: the loss settings"),
     "derivatives": Experiment(derivatives, TOY_STEPS, [1, 8, 64], TOY_METRICS, title="toy2d: DDE vs JVP"),

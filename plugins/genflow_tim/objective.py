@@ -50,7 +50,8 @@ class TimObjectiveConfig:
     ``1 / (sg(L) + adaptive_eps)`` per sample (``adaptive_groups = 0``, the reference) or
     ``1 / (mean sg(L) of the row's group + adaptive_eps)`` with ``adaptive_groups = k`` groups of
     rows of similar ``t`` (per kind: ``r = t`` rows and interval rows), which estimates
-    ``E[L | t]`` instead of using the sample's own loss; ``directional`` adds ``1 - cos(F, F_hat)``
+    ``E[L | t]`` instead of using the sample's own loss; ``diagonal_groups`` > 0 sets the ``r = t``
+    rows' count apart (1: their mean loss, flow matching's relative weighting over ``t``); ``directional`` adds ``1 - cos(F, F_hat)``
     over channels.
     ``label_dropout``: probability of the null class. ``guidance_target`` enables the
     guidance-enhanced target ``v + guidance_target_scale (F_c - F_u)`` for ``t / t_max`` inside
@@ -67,6 +68,7 @@ class TimObjectiveConfig:
     adaptive: bool = True
     adaptive_eps: float = attrs.field(default=1e-5, validator=validators.gt(0.0))
     adaptive_groups: int = attrs.field(default=8, validator=validators.ge(0))
+    diagonal_groups: int = attrs.field(default=0, validator=validators.ge(0))
     directional: bool = False
     label_dropout: float = attrs.field(default=0.1, validator=_unit)
     guidance_target: bool = False
@@ -181,14 +183,17 @@ def transition_target(path: Path, x_t: Tensor, v_t: Tensor, dF_dt: Tensor, t: Te
     return -(dA_dt * x_t + A * v_t + B * dF_dt) / dB_dt
 
 
-def grouped_mean(L: Tensor, t: Tensor, r: Tensor, groups: int, keep: Tensor) -> Tensor:
+def grouped_mean(L: Tensor, t: Tensor, r: Tensor, groups: int | tuple[int, int], keep: Tensor) -> Tensor:
     """Each kept row's ``L`` replaced by the mean over its group, ``(N,)``: kept rows split by kind
     (``r = t`` or not), sorted by ``t`` (stable) and cut into ``min(groups, rows of the kind)``
     near-equal groups per kind, the larger ones first as ``Tensor.tensor_split`` cuts (an estimate
     of ``E[L | t]`` that hardly depends on the row's own sample). Other rows keep ``L``.
+    ``groups``: one count for both kinds, or ``(r = t rows, interval rows)``.
 
     One vectorised pass with fixed shapes and no host synchronisation (it runs every step).
     """
+    diagonal, interval = (groups, groups) if isinstance(groups, int) else groups
+    groups = max(diagonal, interval)
     n = L.shape[0]
     kind = torch.where(keep, (t != r).long(), 2)  # 0: r = t, 1: interval, 2: not kept
     by_t = torch.sort(t, stable=True).indices
@@ -198,7 +203,8 @@ def grouped_mean(L: Tensor, t: Tensor, r: Tensor, groups: int, keep: Tensor) -> 
     sorted_kind = kind[order]
     size = count[sorted_kind]  # the row's kind's row count, >= 1
     rank = torch.arange(n, device=L.device) - (count.cumsum(0) - count)[sorted_kind]
-    split = size.clamp(max=groups)  # tensor_split(min(groups, size)): `extra` groups of q + 1, then q
+    kind_groups = torch.tensor([diagonal, interval, 1], device=L.device)[sorted_kind]
+    split = torch.minimum(size, kind_groups)  # tensor_split(min(groups, size)): `extra` groups of q + 1, then q
     q, extra = size // split, size % split
     big = extra * (q + 1)
     group = torch.where(rank < big, rank // (q + 1), extra + (rank - big) // q)
@@ -373,7 +379,8 @@ class TimObjective(Objective):
         if self.config.adaptive:
             scale = L.detach()
             if self.config.adaptive_groups:
-                scale = grouped_mean(scale, t, r, self.config.adaptive_groups, finite)
+                groups = (self.config.diagonal_groups or self.config.adaptive_groups, self.config.adaptive_groups)
+                scale = grouped_mean(scale, t, r, groups, finite)
             weight = weight / (scale + self.config.adaptive_eps)  # 1 / (sg(L) + eps)
         count = finite.sum()
         loss = (weight * L * finite).sum() / count  # 0 / 0 = NaN when no row is finite

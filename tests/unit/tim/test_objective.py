@@ -50,7 +50,7 @@ def test_config_defaults_are_the_reference_ones_but_the_loss():
     assert (c.p_mean, c.p_std, c.diffusion_ratio, c.consistency_ratio) == (-0.4, 1.0, 0.5, 0.1)
     assert (c.weighting, c.sigma_d, c.adaptive, c.adaptive_eps) == ("tangent", 1.0, True, 1e-5)
     # genflow's loss defaults (docs/results.md) and the reference's, one override away
-    assert (c.adaptive_groups, c.directional, c.diffusion_t) == (8, False, "single")
+    assert (c.adaptive_groups, c.diagonal_groups, c.directional, c.diffusion_t) == (8, 0, False, "single")
     reference = TimObjectiveConfig(**REFERENCE_LOSS)
     assert (reference.adaptive_groups, reference.directional, reference.diffusion_t) == (0, True, "max")
     assert (c.label_dropout, c.guidance_target, c.guidance_target_scale) == (0.1, False, 0.75)
@@ -108,10 +108,11 @@ def test_grouped_mean_averages_per_kind_and_time():
     torch.testing.assert_close(grouped_mean(L, t, r, 100, torch.ones(8, dtype=torch.bool)), L)
 
 
-def _grouped_mean_loop(L: torch.Tensor, t: torch.Tensor, r: torch.Tensor, groups: int, keep: torch.Tensor):
+def _grouped_mean_loop(L: torch.Tensor, t: torch.Tensor, r: torch.Tensor, groups, keep: torch.Tensor):
     """The definition, one kind and one group at a time: the oracle of the vectorised pass."""
     out = L.clone()
-    for kind in ((t == r) & keep, (t != r) & keep):
+    per_kind = (groups, groups) if isinstance(groups, int) else groups
+    for kind, groups in zip(((t == r) & keep, (t != r) & keep), per_kind, strict=True):
         rows = kind.nonzero().squeeze(1)
         if rows.numel() == 0:
             continue
@@ -133,6 +134,8 @@ def test_grouped_mean_matches_the_loop(seed):
     keep = torch.rand(n, generator=g) < (0.8 if seed % 2 else 1.0)
     L = torch.where(keep, L, torch.nan) if seed % 4 == 1 else L  # dropped rows may hold anything
     groups = int(torch.randint(1, 12, (), generator=g))
+    if seed % 5 == 2:  # r = t rows counted apart
+        groups = (int(torch.randint(1, 12, (), generator=g)), groups)
     torch.testing.assert_close(grouped_mean(L, t, r, groups, keep), _grouped_mean_loop(L, t, r, groups, keep),
                                equal_nan=True)
 
