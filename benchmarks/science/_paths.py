@@ -1,7 +1,7 @@
 """Make ``genflow`` and its built-in plugins importable from a bare checkout (no ``pip install``).
 
 Appends the repository root and ``plugins/`` to ``sys.path`` (an installed genflow still wins), so
-``python benchmarks/science/toy_shapes.py`` runs on a machine that only has the repository and the
+``python benchmarks/science/run.py`` runs on a machine that only has the repository and the
 dependencies. Imported by ``common`` before any genflow import.
 """
 

@@ -132,7 +132,7 @@ def summarize(cache: Mapping[str, Any], metric: str, variants: Sequence[str]) ->
         rows = [r["metrics"][metric] for r in cache["runs"].values() if r["variant"] == variant and metric in r["metrics"]]
         if not rows:
             continue
-        steps = sorted(rows[0], key=int)
+        steps = sorted(rows[0], key=float)
         out[variant] = {}
         for k in steps:
             values = [r[k] for r in rows]
@@ -153,7 +153,7 @@ def summarize_paired(cache: Mapping[str, Any], metric: str, variants: Sequence[s
         if variant == baseline or not seeds:
             continue
         out[variant] = {}
-        for k in sorted(by_seed[(variant, seeds[0])], key=int):
+        for k in sorted(by_seed[(variant, seeds[0])], key=float):
             diffs = [by_seed[(variant, s)][k] - by_seed[(baseline, s)][k] for s in seeds]
             std = statistics.stdev(diffs) if len(diffs) > 1 else 0.0
             out[variant][k] = (statistics.fmean(diffs), std, len(diffs))
