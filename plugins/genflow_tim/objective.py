@@ -44,15 +44,16 @@ class TimObjectiveConfig:
     Times: ``t, r`` = max / min of two logit-normal draws ``sigmoid(N(p_mean, p_std))``; a fraction
     ``diffusion_ratio`` of each batch gets ``r = t``, ``consistency_ratio`` gets ``r = 0``
     (TIM.md s5). ``diffusion_t``: the ``t`` of the ``r = t`` rows, ``"max"`` of the two draws (the
-    reference) or a ``"single"`` draw (as flow matching samples it: more rows near the data).
+    reference) or a ``"single"`` draw (as flow matching samples it: more rows near the data),
+    from ``logit-normal(diffusion_p_mean, p_std)`` when ``diffusion_p_mean`` is set.
     ``base_resolution`` > 0 turns on the resolution shift of ``t`` and ``r``.
     Loss (TIM.md s6): interval ``weighting`` with ``sigma_d``; ``adaptive`` weighting
     ``1 / (sg(L) + adaptive_eps)`` per sample (``adaptive_groups = 0``, the reference) or
     ``1 / (mean sg(L) of the row's group + adaptive_eps)`` with ``adaptive_groups = k`` groups of
     rows of similar ``t`` (per kind: ``r = t`` rows and interval rows), which estimates
     ``E[L | t]`` instead of using the sample's own loss; ``diagonal_groups`` > 0 sets the ``r = t``
-    rows' count apart (1: their mean loss, flow matching's relative weighting over ``t``); ``directional`` adds ``1 - cos(F, F_hat)``
-    over channels.
+    rows' count apart (1: their mean loss, flow matching's relative weighting over ``t``).
+    ``directional`` adds ``1 - cos(F, F_hat)`` over channels.
     ``label_dropout``: probability of the null class. ``guidance_target`` enables the
     guidance-enhanced target ``v + guidance_target_scale (F_c - F_u)`` for ``t / t_max`` inside
     the closed ``guidance_target_interval``.
@@ -63,6 +64,7 @@ class TimObjectiveConfig:
     diffusion_ratio: float = attrs.field(default=0.5, validator=_unit)
     consistency_ratio: float = attrs.field(default=0.1, validator=_unit)
     diffusion_t: DiffusionTime = attrs.field(default="single", validator=validators.in_(("max", "single")))
+    diffusion_p_mean: float | None = None
     weighting: Weighting = attrs.field(default="tangent", validator=validators.in_(WEIGHTINGS))
     sigma_d: float = attrs.field(default=1.0, validator=validators.gt(0.0))
     adaptive: bool = True
@@ -77,6 +79,8 @@ class TimObjectiveConfig:
     base_resolution: int = attrs.field(default=0, validator=validators.ge(0))
 
     def __attrs_post_init__(self) -> None:
+        if self.diffusion_p_mean is not None and self.diffusion_t != "single":
+            raise ValueError(f"diffusion_p_mean needs diffusion_t = \"single\", got {self.diffusion_t!r}")
         if self.diffusion_ratio + self.consistency_ratio > 1:
             raise ValueError(
                 f"diffusion_ratio + consistency_ratio must be <= 1, got "
@@ -131,8 +135,10 @@ def sample_times(
     perm = torch.randperm(n, generator=generator, device=device)
     n_fm, n_cm = _round(n * config.diffusion_ratio), _round(n * config.consistency_ratio)
     fm_rows, cm_rows = perm[:n_fm], perm[n_fm : n_fm + n_cm]
-    if config.diffusion_t == "single":
-        t[fm_rows] = t1[fm_rows]  # one draw, as flow matching samples t
+    if config.diffusion_t == "single":  # one draw, as flow matching samples t
+        if config.diffusion_p_mean is not None:
+            t1 = logit_normal(n, config.diffusion_p_mean, config.p_std, generator=generator, device=device, dtype=dtype)
+        t[fm_rows] = t1[fm_rows]
     r[fm_rows] = t[fm_rows]  # flow-matching rows
     r[cm_rows] = 0.0  # one-step rows
     return t, r

@@ -95,6 +95,19 @@ def test_single_draw_diffusion_times_follow_one_logit_normal():
     assert (t[fm] <= t0[fm]).all()  # a single draw is never above the max of two
 
 
+@pytest.mark.parametrize("p_mean", [-1.2, 0.5])
+def test_diffusion_p_mean_moves_only_the_r_equals_t_rows(p_mean):
+    n = 4000
+    t, r = sample_times(TimObjectiveConfig(diffusion_p_mean=p_mean), n, generator=torch.Generator().manual_seed(0))
+    t0, r0 = sample_times(TimObjectiveConfig(), n, generator=torch.Generator().manual_seed(0))
+    fm = t == r
+    assert torch.equal(fm, t0 == r0)
+    assert abs(t[fm].median().item() - torch.sigmoid(torch.tensor(p_mean)).item()) < 0.03
+    torch.testing.assert_close((t[~fm], r[~fm]), (t0[~fm], r0[~fm]))
+    with pytest.raises(ValueError, match="diffusion_p_mean"):
+        TimObjectiveConfig(diffusion_p_mean=p_mean, diffusion_t="max")
+
+
 def test_grouped_mean_averages_per_kind_and_time():
     t = torch.tensor([0.1, 0.2, 0.8, 0.9, 0.3, 0.4, 0.7, 0.6])
     r = torch.tensor([0.1, 0.2, 0.8, 0.9, 0.0, 0.1, 0.5, 0.2])  # first four rows: r = t
