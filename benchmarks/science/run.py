@@ -16,6 +16,10 @@ plus one plot per metric; finished runs are cached, so a rerun only does what is
 - ``toy-velocity-rows``, ``shapes-velocity-rows``: TiM's ``r = t`` rows weighted as flow matching
   weights its rows (one adaptive group: uniform over ``t`` relative to each other) against the
   default ``E[L | t]`` groups.
+- ``shapes-times``: the time distribution: flow matching's ``p_mean = 0`` instead of the
+  reference's -0.4, and the ``r = t`` rows at the max of two draws (the reference's).
+- ``toy-diffusion-times``, ``shapes-diffusion-times``: the ``r = t`` rows' times nearer the data
+  (``diffusion_p_mean`` -0.8 to -2.0; the other rows keep ``p_mean = -0.4``).
 - ``loss``: the reference's loss against genflow's defaults, one setting at a time, on toy2d.
 - ``derivatives``: DDE (central, one-sided) against JVP on toy2d: quality and training time.
 - ``weighting``: the interval weightings tangent / linear / odds (t/(1-t)) / constant on toy2d.
@@ -76,6 +80,18 @@ def velocity_rows(args: list[str]) -> Callable[[int], list[Variant]]:
     """TiM's ``r = t`` rows in one adaptive group (flow matching's weighting over ``t``) or in the default groups."""
     return lambda steps: [Variant("tim", args),
                           _tim_variant("tim, r = t rows in one group", args, {"diagonal_groups": 1})]
+
+
+def times(args: list[str]) -> Callable[[int], list[Variant]]:
+    """TiM's time distribution: ``p_mean`` (the reference's -0.4, flow matching's 0) and the ``t`` of the ``r = t`` rows."""
+    return lambda steps: [Variant("tim", args), _tim_variant("tim, p_mean 0", args, {"p_mean": 0.0, "diffusion_p_mean": 0.0}),
+                          _tim_variant("tim, r = t rows at max(t1, t2)", args, {"diffusion_t": "max"})]
+
+
+def diffusion_times(args: list[str]) -> Callable[[int], list[Variant]]:
+    """The ``r = t`` rows' logit-normal mean (``diffusion_p_mean``) below the other rows' ``p_mean``."""
+    return lambda steps: [Variant("tim", args), *(_tim_variant(f"tim, r = t rows at p_mean {m}", args,
+                                                               {"diffusion_p_mean": m}) for m in (-0.8, -1.2, -1.6, -2.0))]
 
 
 def loss_ablation(steps: int) -> list[Variant]:
@@ -139,6 +155,13 @@ EXPERIMENTS = {
     "shapes-velocity-rows": Experiment(velocity_rows(SHAPES), SHAPES_STEPS, SHAPES_EVAL,
                                        ["class_accuracy", "fd_shapes"], ["--num", "500"],
                                        title="shapes 16x16: the r = t rows weighted as flow matching's"),
+    "toy-diffusion-times": Experiment(diffusion_times(TOY), TOY_STEPS, TOY_EVAL, TOY_METRICS,
+                                      title="toy2d: the r = t rows' times"),
+    "shapes-diffusion-times": Experiment(diffusion_times(SHAPES), SHAPES_STEPS, SHAPES_EVAL,
+                                         ["class_accuracy", "fd_shapes"], ["--num", "500"],
+                                         title="shapes 16x16: the r = t rows' times"),
+    "shapes-times": Experiment(times(SHAPES), SHAPES_STEPS, SHAPES_EVAL, ["class_accuracy", "fd_shapes"],
+                               ["--num", "500"], title="shapes 16x16: the time distribution"),
     "loss": Experiment(loss_ablation, TOY_STEPS, [1, 2, 4, 8, 16, 32, 64], TOY_METRICS,
                        title="toy2d: the loss settings"),
     "derivatives": Experiment(derivatives, TOY_STEPS, [1, 8, 64], TOY_METRICS, title="toy2d: DDE vs JVP"),

@@ -44,8 +44,8 @@ class TimObjectiveConfig:
     Times: ``t, r`` = max / min of two logit-normal draws ``sigmoid(N(p_mean, p_std))``; a fraction
     ``diffusion_ratio`` of each batch gets ``r = t``, ``consistency_ratio`` gets ``r = 0``
     (TIM.md s5). ``diffusion_t``: the ``t`` of the ``r = t`` rows, ``"max"`` of the two draws (the
-    reference) or a ``"single"`` draw (as flow matching samples it: more rows near the data),
-    from ``logit-normal(diffusion_p_mean, p_std)`` when ``diffusion_p_mean`` is set.
+    reference) or a ``"single"`` draw from ``logit-normal(diffusion_p_mean, p_std)`` (as flow
+    matching samples its ``t``; a lower mean puts more rows near the data).
     ``base_resolution`` > 0 turns on the resolution shift of ``t`` and ``r``.
     Loss (TIM.md s6): interval ``weighting`` with ``sigma_d``; ``adaptive`` weighting
     ``1 / (sg(L) + adaptive_eps)`` per sample (``adaptive_groups = 0``, the reference) or
@@ -64,7 +64,7 @@ class TimObjectiveConfig:
     diffusion_ratio: float = attrs.field(default=0.5, validator=_unit)
     consistency_ratio: float = attrs.field(default=0.1, validator=_unit)
     diffusion_t: DiffusionTime = attrs.field(default="single", validator=validators.in_(("max", "single")))
-    diffusion_p_mean: float | None = None
+    diffusion_p_mean: float = -0.4
     weighting: Weighting = attrs.field(default="tangent", validator=validators.in_(WEIGHTINGS))
     sigma_d: float = attrs.field(default=1.0, validator=validators.gt(0.0))
     adaptive: bool = True
@@ -79,8 +79,6 @@ class TimObjectiveConfig:
     base_resolution: int = attrs.field(default=0, validator=validators.ge(0))
 
     def __attrs_post_init__(self) -> None:
-        if self.diffusion_p_mean is not None and self.diffusion_t != "single":
-            raise ValueError(f"diffusion_p_mean needs diffusion_t = \"single\", got {self.diffusion_t!r}")
         if self.diffusion_ratio + self.consistency_ratio > 1:
             raise ValueError(
                 f"diffusion_ratio + consistency_ratio must be <= 1, got "
@@ -136,7 +134,7 @@ def sample_times(
     n_fm, n_cm = _round(n * config.diffusion_ratio), _round(n * config.consistency_ratio)
     fm_rows, cm_rows = perm[:n_fm], perm[n_fm : n_fm + n_cm]
     if config.diffusion_t == "single":  # one draw, as flow matching samples t
-        if config.diffusion_p_mean is not None:
+        if config.diffusion_p_mean != config.p_mean:  # else the first draw serves
             t1 = logit_normal(n, config.diffusion_p_mean, config.p_std, generator=generator, device=device, dtype=dtype)
         t[fm_rows] = t1[fm_rows]
     r[fm_rows] = t[fm_rows]  # flow-matching rows

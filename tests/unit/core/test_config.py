@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import pytest
+import tomli_w
+import tomllib
 
 from genflow import config as cfg
+from genflow.config.convert import structure, unstructure
 from genflow.config.load import merge_raw, parse_override, parse_value
 from genflow.errors import ConfigError
 
@@ -55,6 +58,19 @@ def test_round_trip_through_toml(manager, tmp_path):
     path = tmp_path / "resolved.toml"
     path.write_text(cfg.to_toml(config))
     assert cfg.resolve(cfg.read_config_file(str(path)), manager) == config
+
+
+def test_every_component_default_config_round_trips_through_toml(manager):
+    """Every registered component's default options serialise to TOML (no None: TOML has no null)
+    and read back equal, so every run's config.toml can be written and resumed."""
+    for slot, kind in cfg.SLOTS.items():
+        for name in manager.names(kind):
+            component = manager.get(kind, name)
+            if component.config is None:
+                continue
+            options = component.config()
+            text = tomli_w.dumps({slot: unstructure(options)})
+            assert structure(tomllib.loads(text)[slot], component.config, slot) == options, f"{kind} {name}"
 
 
 @pytest.mark.parametrize(

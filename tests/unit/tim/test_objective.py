@@ -104,8 +104,6 @@ def test_diffusion_p_mean_moves_only_the_r_equals_t_rows(p_mean):
     assert torch.equal(fm, t0 == r0)
     assert abs(t[fm].median().item() - torch.sigmoid(torch.tensor(p_mean)).item()) < 0.03
     torch.testing.assert_close((t[~fm], r[~fm]), (t0[~fm], r0[~fm]))
-    with pytest.raises(ValueError, match="diffusion_p_mean"):
-        TimObjectiveConfig(diffusion_p_mean=p_mean, diffusion_t="max")
 
 
 def test_grouped_mean_averages_per_kind_and_time():
