@@ -39,7 +39,9 @@ class TimObjectiveConfig:
     """Options of the ``tim`` objective. Times and weightings are the reference's class-conditional
     settings; three loss defaults differ from it (``adaptive_groups = 8``, ``directional = False``,
     ``diffusion_t = "single"``): on toy2d and shapes the reference's loss made quality fall with
-    more sampling steps (docs/results.md); ``REFERENCE_LOSS`` restores it.
+    more sampling steps (docs/results.md); ``REFERENCE_LOSS`` restores it. The single draw of the
+    ``r = t`` rows centres at ``diffusion_p_mean = -1.2``, nearer the data than ``p_mean``: TiM's
+    velocity (what many-step sampling integrates) was weakest near the data (docs/results.md s3b).
 
     Times: ``t, r`` = max / min of two logit-normal draws ``sigmoid(N(p_mean, p_std))``; a fraction
     ``diffusion_ratio`` of each batch gets ``r = t``, ``consistency_ratio`` gets ``r = 0``
@@ -64,7 +66,7 @@ class TimObjectiveConfig:
     diffusion_ratio: float = attrs.field(default=0.5, validator=_unit)
     consistency_ratio: float = attrs.field(default=0.1, validator=_unit)
     diffusion_t: DiffusionTime = attrs.field(default="single", validator=validators.in_(("max", "single")))
-    diffusion_p_mean: float = -0.4
+    diffusion_p_mean: float = -1.2
     weighting: Weighting = attrs.field(default="tangent", validator=validators.in_(WEIGHTINGS))
     sigma_d: float = attrs.field(default=1.0, validator=validators.gt(0.0))
     adaptive: bool = True

@@ -51,6 +51,7 @@ def test_config_defaults_are_the_reference_ones_but_the_loss():
     assert (c.weighting, c.sigma_d, c.adaptive, c.adaptive_eps) == ("tangent", 1.0, True, 1e-5)
     # genflow's loss defaults (docs/results.md) and the reference's, one override away
     assert (c.adaptive_groups, c.diagonal_groups, c.directional, c.diffusion_t) == (8, 0, False, "single")
+    assert c.diffusion_p_mean == -1.2
     reference = TimObjectiveConfig(**REFERENCE_LOSS)
     assert (reference.adaptive_groups, reference.directional, reference.diffusion_t) == (0, True, "max")
     assert (c.label_dropout, c.guidance_target, c.guidance_target_scale) == (0.1, False, 0.75)
@@ -83,11 +84,12 @@ def test_time_pairs_fractions_and_order():
 
 
 def test_single_draw_diffusion_times_follow_one_logit_normal():
-    """``diffusion_t = "single"``: ``r = t`` rows take one draw (median sigmoid(p_mean)), others unchanged."""
+    """``diffusion_t = "single"`` at ``diffusion_p_mean = p_mean``: ``r = t`` rows take the first of the
+    two draws (median sigmoid(p_mean)), others unchanged."""
     n = 4000
-    config = TimObjectiveConfig(diffusion_t="single")
+    config = TimObjectiveConfig(diffusion_t="single", diffusion_p_mean=-0.4)
     t, r = sample_times(config, n, generator=torch.Generator().manual_seed(0))
-    t0, r0 = sample_times(TimObjectiveConfig(), n, generator=torch.Generator().manual_seed(0))
+    t0, r0 = sample_times(TimObjectiveConfig(diffusion_t="max"), n, generator=torch.Generator().manual_seed(0))
     fm = t == r
     assert fm.sum() == n // 2 and torch.equal(fm, t0 == r0)
     assert abs(t[fm].median().item() - torch.sigmoid(torch.tensor(-0.4)).item()) < 0.03
@@ -99,7 +101,7 @@ def test_single_draw_diffusion_times_follow_one_logit_normal():
 def test_diffusion_p_mean_moves_only_the_r_equals_t_rows(p_mean):
     n = 4000
     t, r = sample_times(TimObjectiveConfig(diffusion_p_mean=p_mean), n, generator=torch.Generator().manual_seed(0))
-    t0, r0 = sample_times(TimObjectiveConfig(), n, generator=torch.Generator().manual_seed(0))
+    t0, r0 = sample_times(TimObjectiveConfig(diffusion_t="max"), n, generator=torch.Generator().manual_seed(0))
     fm = t == r
     assert torch.equal(fm, t0 == r0)
     assert abs(t[fm].median().item() - torch.sigmoid(torch.tensor(p_mean)).item()) < 0.03

@@ -114,11 +114,13 @@ def test_oracle_is_the_stationary_point_of_the_loss(oracle):
             backbone.scale.fill_(scale)
         cfg = TimObjectiveConfig(weighting="constant", adaptive=False, directional=False, label_dropout=0.0)
         objective = TimObjective(cfg, path=oracle.path, derivative=JVP(), spec=DataSpec(shape=(2,)))
-        x = oracle.s * torch.randn(20_000, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+        x = oracle.s * torch.randn(80_000, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
         out = objective.loss(backbone, Batch(x=x), generator=torch.Generator().manual_seed(1))
         out.loss.backward()
         return backbone.scale.grad.item()
 
+    # With fixed samples the loss is quadratic in the scale: grad(0) is the Monte Carlo error of the
+    # expectation (~1/sqrt(rows); 80k rows keep it well under a tenth of grad(0.1) on both paths)
     assert abs(grad_at(0.0)) < 0.1 * abs(grad_at(0.1))
 
 
