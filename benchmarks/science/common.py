@@ -66,10 +66,26 @@ def _key(*parts: Sequence[str]) -> str:
     return hashlib.sha1(json.dumps([list(p) for p in parts]).encode()).hexdigest()[:12]
 
 
+def resolved_config(*argv: str) -> str:
+    """``genflow config ARGV``: the resolved config as TOML, every default filled in by the current code."""
+    proc = subprocess.run([sys.executable, "-m", "genflow", "config", *argv], capture_output=True, text=True,
+                          env=_env(), check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"genflow config {' '.join(argv)} failed: {proc.stderr.strip()}")
+    return proc.stdout
+
+
 def train(argv: Sequence[str], workdir: pathlib.Path) -> tuple[pathlib.Path, float]:
     """The run folder of ``genflow train ARGV`` (trained once: runs are shared between experiments
-    by their arguments) and its training wall time in seconds."""
+    by their arguments) and its training wall time in seconds.
+
+    A finished run is reused only while it was trained with what ``ARGV`` resolves to now: when a
+    default has changed since, the run stays as the record of its experiment and ``ARGV`` trains
+    into a folder keyed by the resolved config too."""
+    config = resolved_config(*argv)
     run = workdir / _key(argv)
+    if (run / "science.json").exists() and resolved_config("--config", str(run / "config.toml")) != config:
+        run = workdir / _key(argv, [config])  # trained under other defaults
     record = run / "science.json"
     if record.exists():
         return run, json.loads(record.read_text())["train_s"]

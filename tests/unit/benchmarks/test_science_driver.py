@@ -56,3 +56,29 @@ def test_paired_differences_cancel_the_seed(run_module):
     assert list(paired) == ["b"]
     mean, std, n = paired["b"]["1"]
     assert (round(mean, 12), round(std, 12), n) == (0.25, 0.0, 3)
+
+
+def test_a_run_trained_under_other_defaults_is_not_reused(run_module, tmp_path, monkeypatch):
+    """The cache is keyed by the arguments, but a finished run counts only while its config still
+    resolves to what the arguments resolve to now (a default may have changed since)."""
+    common = sys.modules["common"]
+    def resolved_config(*argv):  # the arguments resolve to "now"; a run's config.toml to the file "then"
+        return "now" if argv == ("--config", "toy2d") else (tmp_path / "then").read_text()
+
+    monkeypatch.setattr(common, "resolved_config", resolved_config)
+    trained = []
+
+    def fake_genflow(*argv, log):
+        run = pathlib.Path(argv[argv.index("--run-dir") + 1])
+        run.mkdir(parents=True)
+        trained.append(run.name)
+
+    monkeypatch.setattr(common, "genflow", fake_genflow)
+    argv = ["--config", "toy2d"]
+    first, _ = common.train(argv, tmp_path)
+    (tmp_path / "then").write_text("now")  # its config.toml resolves as the arguments do: reused
+    assert common.train(argv, tmp_path)[0] == first and trained == [first.name]
+    (tmp_path / "then").write_text("old defaults")  # the defaults moved since it was trained
+    second, _ = common.train(argv, tmp_path)
+    assert second != first and trained == [first.name, second.name]
+    assert common.train(argv, tmp_path)[0] == second  # the new run is reused in turn
