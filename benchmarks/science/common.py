@@ -82,10 +82,11 @@ def train(argv: Sequence[str], workdir: pathlib.Path) -> tuple[pathlib.Path, flo
     A finished run is reused only while it was trained with what ``ARGV`` resolves to now: when a
     default has changed since, the run stays as the record of its experiment and ``ARGV`` trains
     into a folder keyed by the resolved config too."""
-    config = resolved_config(*argv)
     run = workdir / _key(argv)
-    if (run / "science.json").exists() and resolved_config("--config", str(run / "config.toml")) != config:
-        run = workdir / _key(argv, [config])  # trained under other defaults
+    if (run / "science.json").exists():
+        config = resolved_config(*argv)
+        if resolved_config("--config", str(run / "config.toml")) != config:
+            run = workdir / _key(argv, [config])  # trained under other defaults
     record = run / "science.json"
     if record.exists():
         return run, json.loads(record.read_text())["train_s"]
@@ -174,6 +175,20 @@ def summarize_paired(cache: Mapping[str, Any], metric: str, variants: Sequence[s
             std = statistics.stdev(diffs) if len(diffs) > 1 else 0.0
             out[variant][k] = (statistics.fmean(diffs), std, len(diffs))
     return out
+
+
+def metric_tables(cache: Mapping[str, Any], metric: str, variants: Sequence[str], *, baseline: str,
+                  title: str = "", pairing: str = "same seed") -> tuple[dict[str, dict[str, tuple[float, float, int]]],
+                                                                   list[str]]:
+    """``(summary, tables)``: the markdown table of ``metric`` (mean ± std per variant) and, where
+    the variants share more than one seed with ``baseline``, the table of differences to it."""
+    title = title or metric
+    summary = summarize(cache, metric, variants)
+    tables = [markdown_table(summary, title)]
+    paired = summarize_paired(cache, metric, variants, baseline=baseline)
+    if any(n > 1 for cells in paired.values() for _, _, n in cells.values()):
+        tables.append(markdown_table(paired, f"{title} minus {baseline} ({pairing})"))
+    return summary, tables
 
 
 def markdown_table(summary: Mapping[str, Mapping[str, tuple[float, float, int]]], metric: str,

@@ -35,7 +35,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import _paths  # noqa: F401
-from common import RESULTS, Variant, markdown_table, parser, plot, run_grid, summarize, summarize_paired
+from common import RESULTS, Variant, metric_tables, parser, plot, run_grid
 from genflow_tim import objective as tim_objective
 
 #: Cost of a TiM + DDE step in flow-matching steps (benchmarks/results/train_step_unet_cpu.json: 1.30-1.31).
@@ -190,11 +190,8 @@ def main() -> None:
     sections = [f"# {exp.title}\n\n{len(seeds)} seed(s), {steps} training steps "
                 f"(`python benchmarks/science/run.py {args.experiment}{' --quick' if args.quick else ''}`)\n"]
     for metric in exp.metrics:
-        summary = summarize(cache, metric, names)
-        sections.append(markdown_table(summary, metric))
-        paired = summarize_paired(cache, metric, names, baseline=baseline)
-        if paired and len(seeds) > 1:
-            sections.append(markdown_table(paired, f"{metric} minus {baseline} (same seed)"))
+        summary, tables = metric_tables(cache, metric, names, baseline=baseline)
+        sections += tables
         plot(summary, metric, RESULTS / f"{name}-{metric}.png", title=exp.title, ylog="accuracy" not in metric)
     times = summarize_train_time(cache, names)
     sections.append("| training wall time (s, mean) | " + " | ".join(f"{k}: {v:.0f}" for k, v in times.items()) + " |")

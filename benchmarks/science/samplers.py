@@ -26,7 +26,7 @@ from typing import Any
 import _paths  # noqa: F401
 import tomli_w
 import tomllib
-from common import RESULTS, evaluate, markdown_table, summarize, summarize_paired
+from common import RESULTS, evaluate, metric_tables
 
 OWN = "the run's sampler"
 
@@ -71,10 +71,8 @@ def main() -> None:
                       for name, runs in samplers.items() for i, run in enumerate(runs)}}
     lines = [f"{len(args.runs)} run(s): " + ", ".join(r.name for r in args.runs), ""]
     for metric in cache["runs"][f"{OWN}/0"]["metrics"]:
-        lines += [markdown_table(summarize(cache, metric, list(samplers)), metric), ""]
-        if len(args.runs) > 1:
-            paired = summarize_paired(cache, metric, list(samplers), baseline=OWN)
-            lines += [markdown_table(paired, f"{metric} minus {OWN} (same run)"), ""]
+        lines += [f"{table}\n" for table in metric_tables(cache, metric, list(samplers), baseline=OWN,
+                                                          pairing="same run")[1]]
     text = "\n".join(lines)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{args.name}.md").write_text(text)

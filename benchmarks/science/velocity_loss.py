@@ -20,7 +20,7 @@ import pathlib
 
 import _paths  # noqa: F401
 import torch
-from common import RESULTS, markdown_table, summarize, summarize_paired
+from common import RESULTS, metric_tables
 
 from genflow.plugins import PluginManager
 from genflow.runs import load_run
@@ -63,10 +63,7 @@ def main() -> None:
     title = "E |F(x_t, t, t) - v|^2 by t"
     lines = [f"# Velocity error: {args.experiment}\n", f"{args.num} real samples, the same noise for every run "
              f"(`python benchmarks/science/velocity_loss.py {args.experiment}`)\n",
-             markdown_table(summarize(cache, "velocity_mse", names), title), ""]
-    paired = summarize_paired(cache, "velocity_mse", names, baseline=names[0])
-    if paired:
-        lines += [markdown_table(paired, f"{title}, minus {names[0]} (same seed)"), ""]
+             *(f"{table}\n" for table in metric_tables(cache, "velocity_mse", names, baseline=names[0], title=title)[1])]
     text = "\n".join(lines)
     (RESULTS / f"velocity-{args.experiment}.md").write_text(text)
     print(text)
