@@ -4,22 +4,25 @@
     python benchmarks/gpu_suite.py --tiny --out /tmp/s    # the same sections on CPU, ~1-2 minutes
 
 Sections, in order (each in its own try/except; the JSON is rewritten after each one; sections
-that would start after ``--budget`` seconds are skipped and say so):
+that would start after ``--budget`` seconds are skipped and say so). Every training row: median
+step time, it/s, samples/s, peak memory, FLOPs per step (``torch.utils.flop_counter``, counted on
+an eager step), TFLOP/s, MFU and the ratio to fm; bf16 autocast, AdamW, EMA, random latents.
 
 1. ``matmul``: the card's measured dense bf16 rate (8192^3 products), the denominator of MFU.
-2. ``train XL/2 b64 eager``, bf16 autocast: fm, dde (central DDE, default: passes in the model's
-   precision, i.e. bf16), dde1 (one-sided), dde-fp32 (fp32 passes), jvp; each with median step
-   time, it/s, samples/s, peak memory, FLOPs per step (``torch.utils.flop_counter``), TFLOP/s,
-   MFU and the ratio to fm.
-3. ``train B/4 b256 compiled`` and ``train XL/2 b64 compiled``: dde, fm, dde1 with
-   ``train.compile`` (``torch.compile`` of each block), static shapes; ``warmup_s`` includes the
-   compilation. dde and dde1 are profiled (top CUDA kernels and host ops, ``profile_*.txt``).
-4. ``train B/4 b256 eager``: as 2.
-5. ``train XL/2 b64 fsdp2``: FSDP2 on a world of one (NCCL, bf16 parameters, fp32 reduction).
-6. ``accuracy``: DDE error vs a float64 JVP on B/4 (untrained, zero-initialised weights redrawn)
+2. ``train XL/2 b64 compiled``, ``train B/4 b256 compiled``: dde (central DDE, passes in the
+   model's precision, i.e. bf16), fm, dde1 (one-sided) with ``train.compile`` per block, static
+   shapes; ``warmup_s`` includes the compilation. dde and dde1 are profiled (top CUDA kernels and
+   host ops, ``profiles.txt``) and checked for host syncs (``host_syncs``, ``host_sync_sites``).
+3. ``... compiled-model``: dde, fm with ``train.compile_scope = "model"`` (one graph).
+4. ``train B/4 b256 compiled+reduce-overhead`` and ``compiled-model+reduce-overhead``: CUDA graphs
+   (``train.compile_mode``) on the host-bound preset.
+5. ``train XL/2 b64 compiled+fsdp2``: FSDP2 on a world of one (NCCL, bf16 parameters, fp32
+   reduction), per-block compile, profiled.
+6. ``train XL/2 b64 eager``, ``train B/4 b256 eager``: fm, dde, dde1, dde-fp32 (fp32 passes), jvp;
+   ``train XL/2 b64 eager+fsdp2``: fm, dde.
+7. ``accuracy``: DDE error vs a float64 JVP on B/4 (untrained, zero-initialised weights redrawn)
    by epsilon, stencil and pass precision, on this card's bf16 kernels.
-7. ``sampling``: images/s at 1, 4, 16 steps with and without guidance, B/4 and XL/2, eager bf16.
-8. ``train XL/2 b64 fsdp2 compiled``, if time is left.
+8. ``sampling``: images/s at 1, 4, 16 steps with and without guidance, B/4 and XL/2, eager bf16.
 
 ``summary`` checks the targets of docs/performance.md (H200 numbers, x0.9 on an H100).
 """
@@ -31,6 +34,7 @@ import contextlib
 import pathlib
 import time
 import traceback
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -46,6 +50,7 @@ FULL = (("B/4", 256), ("XL/2", 64))
 TINY = (("debug", 8), ("debug", 4))
 EAGER_MODES = ("fm", "dde", "dde1", "dde-fp32", "jvp")
 COMPILED_MODES = ("dde", "fm", "dde1")
+MODEL_COMPILED_MODES = ("dde", "fm")
 FSDP_MODES = ("dde", "fm")
 DDE_MODES = ("dde", "dde1", "dde-fp32")
 #: Targets on an H200 (docs/BENCHMARKS.md); H100 targets are 0.9x the throughputs.
@@ -115,6 +120,32 @@ def configure_compile(tiny: bool) -> None:
         torch.nn.Module.compile = compile_eager  # type: ignore[method-assign]
 
 
+def host_syncs(step: Callable[[], None], device: torch.device) -> dict[str, Any]:
+    """Synchronising CUDA calls of one step (``torch.cuda.set_sync_debug_mode("warn")``) and the
+    innermost genflow / benchmark lines that made them (a sync-free step has none)."""
+    if device.type != "cuda":
+        return {}
+    sites: list[str] = []
+
+    def record(message: Any, category: Any, filename: str, lineno: int, *args: Any) -> None:
+        if "synchroniz" not in str(message):
+            return
+        ours = [f for f in traceback.extract_stack()[:-1] if "genflow" in f.filename or "benchmarks" in f.filename]
+        frame = ours[-1] if ours else None
+        sites.append(f"{frame.filename.split('/')[-1]}:{frame.lineno} {frame.line}" if frame else f"{filename}:{lineno}")
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.showwarning = record
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            step()
+            common.synchronize(device)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    return {"host_syncs": len(sites), "host_sync_sites": sorted(set(sites))[:12]}
+
+
 def profile(step: Callable[[], None], device: torch.device, out: pathlib.Path, name: str, steps: int = 3) -> dict[str, Any]:
     """``profile_steps`` or, if the profiler cannot run here (e.g. no CUPTI), the reason."""
     try:
@@ -152,7 +183,8 @@ def profile_steps(step: Callable[[], None], device: torch.device, out: pathlib.P
     for sort_by in ("self_cuda_time_total", "self_device_time_total", "self_cpu_time_total"):
         with contextlib.suppress(Exception):  # sort keys differ between versions
             tables.append(f"sorted by {sort_by}\n" + events.table(sort_by=sort_by, row_limit=40))
-    (out / f"profile_{name}.txt").write_text("\n\n".join(tables))
+    with (out / "profiles.txt").open("a") as f:  # one file: the device tool fetches at most 8
+        f.write(f"==== {name} ====\n" + "\n\n".join(tables) + "\n\n")
     # self times count each kernel twice (the aten op and the kernel itself): halve for busy time
     return {"profile_device_busy_ms_per_step": sum(self_time(e) for e in events) / 2e3 / steps,
             "profile_cpu_ms_per_step": sum(cpu_time(e) for e in events) / 1e3 / steps,
@@ -276,38 +308,40 @@ def main(argv: Sequence[str] | None = None) -> None:
     matmul = section("matmul", lambda: common.matmul_rate(torch.device(device), size=512 if tiny else 8192))
     result["matmul_tflops"] = matmul / 1e12 if matmul else None
 
-    def setup(preset: str, batch: int, *, compile: bool = False, fsdp: bool = False) -> train_step.StepSetup:
+    def setup(preset: str, batch: int, *, compile: bool = False, fsdp: bool = False, scope: str = "blocks",
+              mode: str = "default") -> train_step.StepSetup:
         # FSDP2 runs bf16 parameters (fp32 reduction) instead of autocast
-        return train_step.StepSetup(preset=preset, batch=batch, device=device, compile=compile, fsdp=fsdp,
-                                    fsdp_bf16=fsdp, precision="fp32" if fsdp else precision,
-                                    warmup=3 if compile else 2, repeats=repeats)
+        return train_step.StepSetup(preset=preset, batch=batch, device=device, compile=compile, compile_scope=scope,
+                                    compile_mode=mode, fsdp=fsdp, fsdp_bf16=fsdp,
+                                    precision="fp32" if fsdp else precision, warmup=3 if compile else 2,
+                                    repeats=repeats)
 
-    def profiler(name: str) -> Callable[[Callable[[], None]], Mapping[str, Any]]:
-        return lambda step: profile(step, torch.device(device), out, name)
+    def probe(name: str) -> Callable[[Callable[[], None]], Mapping[str, Any]]:
+        dev = torch.device(device)
+        return lambda step: {**host_syncs(step, dev), **profile(step, dev, out, name)}
+
+    def train(s: train_step.StepSetup, modes: Sequence[str], probed: Sequence[str] = ()) -> None:
+        label = f"{s.preset.replace('/', '')}_b{s.batch}_{s.variant}".replace("+", "_")
+        section(f"train {s.preset} b{s.batch} {s.variant}", lambda: train_section(
+            suite, manager, s, modes, flops, matmul, probe=lambda m: probe(f"{label}_{m}"), probed=probed))
 
     (small, small_batch), (large, large_batch) = presets
-
-    def eager(preset: str, batch: int) -> None:
-        section(f"train {preset} b{batch} eager", lambda: train_section(
-            suite, manager, setup(preset, batch), EAGER_MODES, flops, matmul))
-
-    eager(large, large_batch)  # first: the reference's eager memory figure and the FLOP counts
-    for preset, batch in presets:
-        section(f"train {preset} b{batch} compiled", lambda p=preset, b=batch: train_section(
-            suite, manager, setup(p, b, compile=True), COMPILED_MODES, flops, matmul,
-            probe=lambda mode, p=p, b=b: profiler(f"{p.replace('/', '')}_b{b}_compiled_{mode}"),
-            probed=("dde", "dde1")))
-    eager(small, small_batch)
-    section(f"train {large} b{large_batch} fsdp2", lambda: train_section(
-        suite, manager, setup(large, large_batch, fsdp=True), FSDP_MODES,
-        flops, matmul))
+    # The headline figures first (the budget cuts the tail): compiled per block, then the whole
+    # backbone as one graph, CUDA graphs on the host-bound B/4, FSDP2, eager, accuracy, sampling.
+    for preset, batch in (presets[1], presets[0]):
+        train(setup(preset, batch, compile=True), COMPILED_MODES, probed=("dde", "dde1"))
+    for preset, batch in (presets[1], presets[0]):
+        train(setup(preset, batch, compile=True, scope="model"), MODEL_COMPILED_MODES, probed=("dde",))
+    for scope in ("blocks", "model"):
+        train(setup(small, small_batch, compile=True, scope=scope, mode="reduce-overhead"), MODEL_COMPILED_MODES,
+              probed=("dde",) if scope == "model" else ())
+    train(setup(large, large_batch, fsdp=True, compile=True), FSDP_MODES, probed=("dde",))
+    train(setup(large, large_batch), EAGER_MODES)  # the reference's eager memory figure
+    train(setup(small, small_batch), EAGER_MODES)
+    train(setup(large, large_batch, fsdp=True), FSDP_MODES)
     section("accuracy", lambda: accuracy_section(manager, presets[0][0], device, 8 if tiny else 64))
     for preset, batch in presets:
         section(f"sampling {preset} b{batch}", lambda p=preset, b=batch: sampling_section(manager, p, device, b, precision))
-    section(f"train {large} b{large_batch} fsdp2 compiled", lambda: train_section(
-        suite, manager, setup(large, large_batch, fsdp=True, compile=True), FSDP_MODES, flops, matmul,
-        probe=lambda mode: profiler(f"{large.replace('/', '')}_b{large_batch}_fsdp2_compiled_{mode}"),
-        probed=("dde",)))
     result["summary"] = summary(result, presets)
     common.write_json(suite.path, result)
     print(f"wrote {suite.path} in {suite.elapsed():.0f} s")

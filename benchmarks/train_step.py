@@ -36,6 +36,8 @@ class StepSetup:
     device: str = "cpu"
     precision: str = "fp32"
     compile: bool = False
+    compile_scope: str = "blocks"
+    compile_mode: str = "default"
     fsdp: bool = False
     fsdp_bf16: bool = False
     warmup: int = 2
@@ -43,15 +45,26 @@ class StepSetup:
 
     @property
     def variant(self) -> str:
-        """``eager`` / ``compiled``, with ``+fsdp2`` for the sharded path."""
-        return ("compiled" if self.compile else "eager") + ("+fsdp2" if self.fsdp else "")
+        """``eager`` / ``compiled`` (``-model``: the whole backbone as one graph; ``+<mode>``: a
+        ``torch.compile`` mode), with ``+fsdp2`` for the sharded path."""
+        name = "eager"
+        if self.compile:
+            name = "compiled" + ("-model" if self.compile_scope == "model" else "")
+            name += "" if self.compile_mode == "default" else f"+{self.compile_mode}"
+        return name + ("+fsdp2" if self.fsdp else "")
+
+    @property
+    def train_options(self) -> dict[str, str]:
+        """The ``train`` table's compile settings."""
+        return {"compile_scope": self.compile_scope, "compile_mode": self.compile_mode} if self.compile else {}
 
 
 def build_trainer(manager: PluginManager, setup: StepSetup, mode: str, *, eager: bool = False) -> common.BenchTrainer:
     """The real trainer for ``mode`` (``eager``: without compile and FSDP, for FLOP counting)."""
     config = common.run_config(manager, preset=setup.preset, mode=mode, batch=setup.batch, device=setup.device,
                                precision=setup.precision, compile=setup.compile and not eager,
-                               fsdp_bf16=setup.fsdp_bf16 and not eager)
+                               fsdp_bf16=setup.fsdp_bf16 and not eager,
+                               train={} if eager else setup.train_options)
     device = torch.device(setup.device)
     world = common.fsdp_world(device) if setup.fsdp and not eager else None
     return common.BenchTrainer(config, manager, world=world)
@@ -173,7 +186,10 @@ def main(argv: Sequence[str] | None = None) -> None:
                         + ", ".join(common.MODES))
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
-    parser.add_argument("--compile", action="store_true", help="torch.compile each block")
+    parser.add_argument("--compile", action="store_true", help="torch.compile (each block, or see --compile-scope)")
+    parser.add_argument("--compile-scope", default="blocks", choices=["blocks", "model"])
+    parser.add_argument("--compile-mode", default="default",
+                        choices=["default", "reduce-overhead", "max-autotune-no-cudagraphs"])
     parser.add_argument("--fsdp", action="store_true", help="FSDP2 on a world of one (bf16 params)")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=10, help="timed steps (CPU: interleaved rounds)")
@@ -185,7 +201,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     setup = StepSetup(preset=args.preset, batch=args.batch, device=args.device, precision=args.precision,
-                      compile=args.compile, fsdp=args.fsdp, fsdp_bf16=args.fsdp, warmup=args.warmup,
+                      compile=args.compile, compile_scope=args.compile_scope, compile_mode=args.compile_mode,
+                      fsdp=args.fsdp, fsdp_bf16=args.fsdp, warmup=args.warmup,
                       repeats=args.repeats)
     rows = measure(common.plugin_manager(), setup, args.modes.split(","))
     print(common.table(rows, COLUMNS))

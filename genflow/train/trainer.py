@@ -28,7 +28,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from genflow import config as cfg
 from genflow.build import Components, build_backbone, build_components, materialize
-from genflow.errors import GenflowError
+from genflow.errors import ConfigError, GenflowError
 from genflow.interfaces import Backbone, Batch
 from genflow.plugins import PluginManager
 from genflow.sample import generate, preview_conditions
@@ -96,6 +96,17 @@ def build_optimizer(model: torch.nn.Module, train: cfg.TrainConfig) -> tuple[tor
     return optimizer, LambdaLR(optimizer, lr_lambda(train.schedule, train.warmup_steps, train.steps))
 
 
+def compile_backbone(model: Backbone, train: cfg.TrainConfig, *, distributed: bool) -> None:
+    """``torch.compile`` in place (``train.compile_scope``, ``train.compile_mode``): each FSDP unit
+    on its own, or the whole backbone as one graph (one process only)."""
+    if train.compile_scope == "model" and distributed:
+        raise ConfigError("train.compile_scope = 'model' needs a single process; with several ranks "
+                          "(FSDP2) use 'blocks'")
+    mode = None if train.compile_mode == "default" else train.compile_mode
+    for unit in [model] if train.compile_scope == "model" else model.fsdp_units() or [model]:
+        unit.compile(mode=mode)
+
+
 class Trainer:
     """Builds everything from a resolved config and trains; ``run()`` returns the final step."""
 
@@ -147,8 +158,7 @@ class Trainer:
         if self.train.activation_checkpointing:
             checkpoint_units(model)
         if self.train.compile:
-            for unit in model.fsdp_units() or [model]:
-                unit.compile()
+            compile_backbone(model, self.train, distributed=self.world.distributed)
         return model
 
     def _channels_last(self, model: Backbone) -> bool:
@@ -208,6 +218,8 @@ class Trainer:
     def train_step(self, batch: Batch, generator: torch.Generator) -> dict[str, torch.Tensor]:
         """Forward/backward over the micro-batches, clip, and step unless something is non-finite."""
         accumulation = self.train.grad_accumulation
+        if self.train.compile and self.train.compile_mode == "reduce-overhead":
+            torch.compiler.cudagraph_mark_step_begin()  # the last step's graph outputs may be reused
         logs: dict[str, torch.Tensor] = {}
         total = torch.zeros((), device=self.world.device)
         for a, micro in enumerate(split_batch(batch, accumulation)):
