@@ -13,16 +13,15 @@ an eager step), TFLOP/s, MFU and the ratio to fm; bf16 autocast, AdamW, EMA, ran
    model's precision, i.e. bf16), fm, dde1 (one-sided) with ``train.compile`` per block, static
    shapes; ``warmup_s`` includes the compilation. dde and dde1 are profiled (top CUDA kernels and
    host ops, ``profiles.txt``) and checked for host syncs (``host_syncs``, ``host_sync_sites``).
-3. ``... compiled-model``: dde, fm with ``train.compile_scope = "model"`` (one graph).
-4. ``train B/4 b256 compiled+reduce-overhead`` and ``compiled-model+reduce-overhead``: CUDA graphs
-   (``train.compile_mode``) on the host-bound preset.
-5. ``train XL/2 b64 compiled+fsdp2``: FSDP2 on a world of one (NCCL, bf16 parameters, fp32
+3. ``train B/4 b256 compiled+reduce-overhead``, ``train XL/2 b64 compiled+reduce-overhead``: dde,
+   fm with CUDA graphs (``train.compile_mode``), dde profiled.
+4. ``train XL/2 b64 compiled+fsdp2``: FSDP2 on a world of one (NCCL, bf16 parameters, fp32
    reduction), per-block compile, profiled.
-6. ``train XL/2 b64 eager``, ``train B/4 b256 eager``: fm, dde, dde1, dde-fp32 (fp32 passes), jvp;
+5. ``train XL/2 b64 eager``, ``train B/4 b256 eager``: fm, dde, dde1, dde-fp32 (fp32 passes), jvp;
    ``train XL/2 b64 eager+fsdp2``: fm, dde.
-7. ``accuracy``: DDE error vs a float64 JVP on B/4 (untrained, zero-initialised weights redrawn)
+6. ``accuracy``: DDE error vs a float64 JVP on B/4 (untrained, zero-initialised weights redrawn)
    by epsilon, stencil and pass precision, on this card's bf16 kernels.
-8. ``sampling``: images/s at 1, 4, 16 steps with and without guidance, B/4 and XL/2, eager bf16.
+7. ``sampling``: images/s at 1, 4, 16 steps with and without guidance, B/4 and XL/2, eager bf16.
 
 ``summary`` checks the targets of docs/performance.md (H200 numbers, x0.9 on an H100).
 """
@@ -50,7 +49,7 @@ FULL = (("B/4", 256), ("XL/2", 64))
 TINY = (("debug", 8), ("debug", 4))
 EAGER_MODES = ("fm", "dde", "dde1", "dde-fp32", "jvp")
 COMPILED_MODES = ("dde", "fm", "dde1")
-MODEL_COMPILED_MODES = ("dde", "fm")
+GRAPH_MODES = ("dde", "fm")
 FSDP_MODES = ("dde", "fm")
 DDE_MODES = ("dde", "dde1", "dde-fp32")
 #: Targets on an H200 (docs/BENCHMARKS.md); H100 targets are 0.9x the throughputs.
@@ -308,13 +307,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     matmul = section("matmul", lambda: common.matmul_rate(torch.device(device), size=512 if tiny else 8192))
     result["matmul_tflops"] = matmul / 1e12 if matmul else None
 
-    def setup(preset: str, batch: int, *, compile: bool = False, fsdp: bool = False, scope: str = "blocks",
+    def setup(preset: str, batch: int, *, compile: bool = False, fsdp: bool = False,
               mode: str = "default") -> train_step.StepSetup:
         # FSDP2 runs bf16 parameters (fp32 reduction) instead of autocast
-        return train_step.StepSetup(preset=preset, batch=batch, device=device, compile=compile, compile_scope=scope,
-                                    compile_mode=mode, fsdp=fsdp, fsdp_bf16=fsdp,
-                                    precision="fp32" if fsdp else precision, warmup=3 if compile else 2,
-                                    repeats=repeats)
+        return train_step.StepSetup(preset=preset, batch=batch, device=device, compile=compile, compile_mode=mode,
+                                    fsdp=fsdp, fsdp_bf16=fsdp, precision="fp32" if fsdp else precision,
+                                    warmup=3 if compile else 2, repeats=repeats)
 
     def probe(name: str) -> Callable[[Callable[[], None]], Mapping[str, Any]]:
         dev = torch.device(device)
@@ -326,15 +324,12 @@ def main(argv: Sequence[str] | None = None) -> None:
             suite, manager, s, modes, flops, matmul, probe=lambda m: probe(f"{label}_{m}"), probed=probed))
 
     (small, small_batch), (large, large_batch) = presets
-    # The headline figures first (the budget cuts the tail): compiled per block, then the whole
-    # backbone as one graph, CUDA graphs on the host-bound B/4, FSDP2, eager, accuracy, sampling.
+    # The headline figures first (the budget cuts the tail): compiled per block, then with CUDA
+    # graphs (the host-bound B/4 first), FSDP2, eager, accuracy, sampling.
     for preset, batch in (presets[1], presets[0]):
         train(setup(preset, batch, compile=True), COMPILED_MODES, probed=("dde", "dde1"))
-    for preset, batch in (presets[1], presets[0]):
-        train(setup(preset, batch, compile=True, scope="model"), MODEL_COMPILED_MODES, probed=("dde",))
-    for scope in ("blocks", "model"):
-        train(setup(small, small_batch, compile=True, scope=scope, mode="reduce-overhead"), MODEL_COMPILED_MODES,
-              probed=("dde",) if scope == "model" else ())
+    for preset, batch in presets:
+        train(setup(preset, batch, compile=True, mode="reduce-overhead"), GRAPH_MODES, probed=("dde",))
     train(setup(large, large_batch, fsdp=True, compile=True), FSDP_MODES, probed=("dde",))
     train(setup(large, large_batch), EAGER_MODES)  # the reference's eager memory figure
     train(setup(small, small_batch), EAGER_MODES)

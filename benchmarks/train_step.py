@@ -36,7 +36,6 @@ class StepSetup:
     device: str = "cpu"
     precision: str = "fp32"
     compile: bool = False
-    compile_scope: str = "blocks"
     compile_mode: str = "default"
     fsdp: bool = False
     fsdp_bf16: bool = False
@@ -45,18 +44,11 @@ class StepSetup:
 
     @property
     def variant(self) -> str:
-        """``eager`` / ``compiled`` (``-model``: the whole backbone as one graph; ``+<mode>``: a
-        ``torch.compile`` mode), with ``+fsdp2`` for the sharded path."""
+        """``eager`` / ``compiled`` (``+<mode>``: a ``torch.compile`` mode), with ``+fsdp2`` for the sharded path."""
         name = "eager"
         if self.compile:
-            name = "compiled" + ("-model" if self.compile_scope == "model" else "")
-            name += "" if self.compile_mode == "default" else f"+{self.compile_mode}"
+            name = "compiled" + ("" if self.compile_mode == "default" else f"+{self.compile_mode}")
         return name + ("+fsdp2" if self.fsdp else "")
-
-    @property
-    def train_options(self) -> dict[str, str]:
-        """The ``train`` table's compile settings."""
-        return {"compile_scope": self.compile_scope, "compile_mode": self.compile_mode} if self.compile else {}
 
 
 def build_trainer(manager: PluginManager, setup: StepSetup, mode: str, *, eager: bool = False) -> common.BenchTrainer:
@@ -64,7 +56,7 @@ def build_trainer(manager: PluginManager, setup: StepSetup, mode: str, *, eager:
     config = common.run_config(manager, preset=setup.preset, mode=mode, batch=setup.batch, device=setup.device,
                                precision=setup.precision, compile=setup.compile and not eager,
                                fsdp_bf16=setup.fsdp_bf16 and not eager,
-                               train={} if eager else setup.train_options)
+                               train={} if eager else {"compile_mode": setup.compile_mode})
     device = torch.device(setup.device)
     world = common.fsdp_world(device) if setup.fsdp and not eager else None
     return common.BenchTrainer(config, manager, world=world)
@@ -186,8 +178,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                         + ", ".join(common.MODES))
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
-    parser.add_argument("--compile", action="store_true", help="torch.compile (each block, or see --compile-scope)")
-    parser.add_argument("--compile-scope", default="blocks", choices=["blocks", "model"])
+    parser.add_argument("--compile", action="store_true", help="torch.compile each block")
     parser.add_argument("--compile-mode", default="default",
                         choices=["default", "reduce-overhead", "max-autotune-no-cudagraphs"])
     parser.add_argument("--fsdp", action="store_true", help="FSDP2 on a world of one (bf16 params)")
@@ -201,7 +192,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     setup = StepSetup(preset=args.preset, batch=args.batch, device=args.device, precision=args.precision,
-                      compile=args.compile, compile_scope=args.compile_scope, compile_mode=args.compile_mode,
+                      compile=args.compile, compile_mode=args.compile_mode,
                       fsdp=args.fsdp, fsdp_bf16=args.fsdp, warmup=args.warmup,
                       repeats=args.repeats)
     rows = measure(common.plugin_manager(), setup, args.modes.split(","))

@@ -45,11 +45,9 @@ class TrainConfig:
     once the loop has run that long: a wall-clock budget for demos and time-limited jobs. Runs that
     finish their ``steps`` first are unaffected.
 
-    ``compile`` runs the backbone through ``torch.compile``: ``compile_scope = "blocks"`` compiles
-    each FSDP unit (transformer block) on its own, the way FSDP2 wants it; ``"model"`` compiles the
-    whole backbone as one graph (one process only: embeddings, blocks and output layer fuse across
-    their boundaries, fewer guards and launches per step). ``compile_mode`` is ``torch.compile``'s
-    ``mode``: ``"reduce-overhead"`` replays CUDA graphs (no per-kernel launch cost on the host).
+    ``compile`` runs each FSDP unit of the backbone (a transformer block; the whole backbone if it
+    has none) through ``torch.compile``; ``compile_mode`` is ``torch.compile``'s ``mode``:
+    ``"reduce-overhead"`` replays CUDA graphs (no per-kernel launch cost on the host).
     """
 
     steps: int = 2000
@@ -71,7 +69,6 @@ class TrainConfig:
     keep_last: int = 2
     sample_every: int = 0
     compile: bool = False
-    compile_scope: Literal["blocks", "model"] = "blocks"
     compile_mode: Literal["default", "reduce-overhead", "max-autotune-no-cudagraphs"] = "default"
     activation_checkpointing: bool = False
     fsdp_mixed_precision: bool = False

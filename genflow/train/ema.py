@@ -38,10 +38,9 @@ class EMA:
         for average in self.averages.values():
             average.num_updates = (average.num_updates or 0) + 1
             decay = min(average.decay, (1 + average.num_updates) / (10 + average.num_updates))
+            weight = 1.0 - decay if skip is None else (1.0 - skip) * (1.0 - decay)  # a device tensor: no sync
             diff = torch._foreach_sub(average.shadow_params, self.params)
-            torch._foreach_mul_(diff, 1.0 - decay)
-            if skip is not None:
-                torch._foreach_mul_(diff, 1.0 - skip)
+            torch._foreach_mul_(diff, weight)
             torch._foreach_sub_(average.shadow_params, diff)
 
     @contextlib.contextmanager

@@ -140,7 +140,7 @@ def sample_times(
             t1 = logit_normal(n, config.diffusion_p_mean, config.p_std, generator=generator, device=device, dtype=dtype)
         t[fm_rows] = t1[fm_rows]
     r[fm_rows] = t[fm_rows]  # flow-matching rows
-    r[cm_rows] = 0.0  # one-step rows
+    r.index_fill_(0, cm_rows, 0.0)  # one-step rows (``r[rows] = 0.0`` would copy the 0 from the host)
     return t, r
 
 
@@ -209,7 +209,7 @@ def grouped_mean(L: Tensor, t: Tensor, r: Tensor, groups: int | tuple[int, int],
     sorted_kind = kind[order]
     size = count[sorted_kind]  # the row's kind's row count, >= 1
     rank = torch.arange(n, device=L.device) - (count.cumsum(0) - count)[sorted_kind]
-    kind_groups = torch.tensor([diagonal, interval, 1], device=L.device)[sorted_kind]
+    kind_groups = torch.where(sorted_kind == 0, diagonal, torch.where(sorted_kind == 1, interval, 1))
     split = torch.minimum(size, kind_groups)  # tensor_split(min(groups, size)): `extra` groups of q + 1, then q
     q, extra = size // split, size % split
     big = extra * (q + 1)

@@ -1,4 +1,4 @@
-"""``train.compile``: what ``compile_scope`` compiles, that compiled steps equal eager ones, bad settings."""
+"""``train.compile``: each block is compiled with ``compile_mode``, compiled steps equal eager ones."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 
 from genflow import config as cfg
 from genflow.errors import ConfigError
-from genflow.train.trainer import Trainer, compile_backbone
+from genflow.train.trainer import Trainer
 
 DIT = ("data.name=shapes", "data.resolution=8", "backbone.name=tim-dit", "backbone.preset=debug",
        "train.batch_size=8", "train.steps=2")
@@ -39,14 +39,11 @@ def _compiled(module: torch.nn.Module) -> bool:
     return getattr(module, "_compiled_call_impl", None) is not None
 
 
-@pytest.mark.parametrize("scope", ["blocks", "model"])
-def test_scope_compiles_each_block_or_the_whole_backbone(manager, tmp_path, eager_backend, scope):
-    trainer = _trainer(manager, tmp_path, "train.compile=true", f"train.compile_scope={scope}",
-                       "train.compile_mode=reduce-overhead")
+def test_each_block_is_compiled_with_the_mode(manager, tmp_path, eager_backend):
+    trainer = _trainer(manager, tmp_path, "train.compile=true", "train.compile_mode=reduce-overhead")
     blocks = trainer.model.fsdp_units()
-    assert blocks and all(_compiled(b) == (scope == "blocks") for b in blocks)
-    assert _compiled(trainer.model) == (scope == "model")
-    assert eager_backend and all(call["mode"] == "reduce-overhead" for call in eager_backend)
+    assert blocks and all(_compiled(b) for b in blocks) and not _compiled(trainer.model)
+    assert len(eager_backend) == len(blocks) and all(call["mode"] == "reduce-overhead" for call in eager_backend)
 
 
 def test_compiled_steps_equal_eager_steps(manager, tmp_path, eager_backend):
@@ -61,21 +58,13 @@ def test_compiled_steps_equal_eager_steps(manager, tmp_path, eager_backend):
         return out
 
     eager = losses()
-    assert losses("train.compile=true", "train.compile_scope=model", "train.compile_mode=reduce-overhead") == eager
+    assert losses("train.compile=true", "train.compile_mode=reduce-overhead") == eager
     assert losses("train.compile=true") == eager
 
 
-def test_model_scope_needs_one_process(manager):
-    config = cfg.load(manager, overrides=[*DIT, "train.compile=true", "train.compile_scope=model"])
-    model = torch.nn.Linear(2, 2)
-    with pytest.raises(ConfigError, match="compile_scope = 'model' needs a single process.*use 'blocks'"):
-        compile_backbone(model, config.train, distributed=True)  # type: ignore[arg-type]
-
-
 @pytest.mark.parametrize(("override", "message"), [
-    ("train.compile_scope=layers", "train.compile_scope"),
     ("train.compile_mode=fast", "train.compile_mode"),
 ])
-def test_unknown_scope_or_mode_is_a_config_error(manager, override, message):
+def test_unknown_mode_is_a_config_error(manager, override, message):
     with pytest.raises(ConfigError, match=message):
         cfg.load(manager, overrides=[*DIT, override])
