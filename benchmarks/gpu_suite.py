@@ -14,14 +14,16 @@ an eager step), TFLOP/s, MFU and the ratio to fm; bf16 autocast, AdamW, EMA, ran
    shapes; ``warmup_s`` includes the compilation. dde and dde1 are profiled (top CUDA kernels and
    host ops, ``profiles.txt``) and checked for host syncs (``host_syncs``, ``host_sync_sites``).
 3. ``train B/4 b256 compiled+reduce-overhead``, ``train XL/2 b64 compiled+reduce-overhead``: dde,
-   fm with CUDA graphs (``train.compile_mode``), dde profiled.
-4. ``train XL/2 b64 compiled+fsdp2``: FSDP2 on a world of one (NCCL, bf16 parameters, fp32
+   fm, dde1 with CUDA graphs (``train.compile_mode``), dde profiled.
+4. ``loop B/4 b256 shapes``: ``Trainer.run`` on the built-in ``shapes`` (32x32) with CUDA graphs,
+   100 steps: samples/s of the whole loop (data, step, logging) against the loader alone.
+5. ``train XL/2 b64 compiled+fsdp2``: FSDP2 on a world of one (NCCL, bf16 parameters, fp32
    reduction), per-block compile, profiled.
-5. ``train XL/2 b64 eager``, ``train B/4 b256 eager``: fm, dde, dde1, dde-fp32 (fp32 passes), jvp;
+6. ``train XL/2 b64 eager``, ``train B/4 b256 eager``: fm, dde, dde1, dde-fp32 (fp32 passes), jvp;
    ``train XL/2 b64 eager+fsdp2``: fm, dde.
-6. ``accuracy``: DDE error vs a float64 JVP on B/4 (untrained, zero-initialised weights redrawn)
+7. ``accuracy``: DDE error vs a float64 JVP on B/4 (untrained, zero-initialised weights redrawn)
    by epsilon, stencil and pass precision, on this card's bf16 kernels.
-7. ``sampling``: images/s at 1, 4, 16 steps with and without guidance, B/4 and XL/2, eager bf16.
+8. ``sampling``: images/s at 1, 4, 16 steps with and without guidance, B/4 and XL/2, eager bf16.
 
 ``summary`` checks the targets of docs/performance.md (H200 numbers, x0.9 on an H100).
 """
@@ -30,7 +32,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import pathlib
+import statistics
+import tempfile
 import time
 import traceback
 import warnings
@@ -49,7 +54,7 @@ FULL = (("B/4", 256), ("XL/2", 64))
 TINY = (("debug", 8), ("debug", 4))
 EAGER_MODES = ("fm", "dde", "dde1", "dde-fp32", "jvp")
 COMPILED_MODES = ("dde", "fm", "dde1")
-GRAPH_MODES = ("dde", "fm")
+GRAPH_MODES = ("dde", "fm", "dde1")
 FSDP_MODES = ("dde", "fm")
 DDE_MODES = ("dde", "dde1", "dde-fp32")
 #: Targets on an H200 (docs/BENCHMARKS.md); H100 targets are 0.9x the throughputs.
@@ -209,6 +214,33 @@ def train_section(suite: Suite, manager: Any, setup: train_step.StepSetup, modes
     return rows
 
 
+def loop_section(manager: Any, preset: str, batch: int, device: str, precision: str, *, compile_mode: str,
+                 steps: int) -> dict[str, Any]:
+    """The real ``Trainer.run`` (data pipeline, step, logging, final checkpoint and samples) on the
+    built-in ``shapes`` at 32x32, against its loader alone (``next`` + the pinned copy to the device)."""
+    from genflow.train.trainer import Trainer, to_device
+
+    config = common.run_config(manager, preset=preset, mode="dde", batch=batch, device=device, precision=precision,
+                               compile=True, data={"name": "shapes", "resolution": 32},
+                               train={"steps": steps, "log_every": steps // 4, "compile_mode": compile_mode})
+    dev = torch.device(device)
+    with tempfile.TemporaryDirectory() as folder:
+        run_dir = pathlib.Path(folder) / "run"
+        trainer = Trainer(config, manager, run_dir, progress=False)
+        batches = iter(trainer.components.dataset.loader(batch_size=batch, rank=0, world_size=1, seed=1))
+        common.wall_time(lambda: to_device(next(batches), dev), device=dev, calls=3)  # opens the store
+        loader_s = common.wall_time(lambda: to_device(next(batches), dev), device=dev, calls=20) / 20
+        trainer.run()
+        windows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    rates = [w["samples_per_s"] for w in windows if "samples_per_s" in w][1:]  # the first holds the compilation
+    out = {"preset": preset, "batch": batch, "compile_mode": compile_mode, "steps": steps,
+           "loader_samples_per_s": batch / loader_s, "loop_samples_per_s": statistics.median(rates),
+           "loop_it_per_s": statistics.median(rates) / batch, "windows_samples_per_s": rates}
+    print(common.table([out], ["preset", "batch", "compile_mode", "loader_samples_per_s", "loop_samples_per_s",
+                               "loop_it_per_s"]), flush=True)
+    return out
+
+
 def accuracy_section(manager: Any, preset: str, device: str, batch: int) -> list[dict[str, Any]]:
     """DDE vs float64 JVP on an untrained (redrawn) model of ``preset`` with random data."""
     trainer = derivative_accuracy.make_trainer(manager, preset, "random", device, batch=batch)
@@ -330,6 +362,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         train(setup(preset, batch, compile=True), COMPILED_MODES, probed=("dde", "dde1"))
     for preset, batch in presets:
         train(setup(preset, batch, compile=True, mode="reduce-overhead"), GRAPH_MODES, probed=("dde",))
+    section(f"loop {small} b{small_batch} shapes", lambda: loop_section(
+        manager, small, small_batch, device, precision, compile_mode="default" if tiny else "reduce-overhead",
+        steps=8 if tiny else 100))
     train(setup(large, large_batch, fsdp=True, compile=True), FSDP_MODES, probed=("dde",))
     train(setup(large, large_batch), EAGER_MODES)  # the reference's eager memory figure
     train(setup(small, small_batch), EAGER_MODES)
