@@ -62,9 +62,6 @@ def test_compiled_steps_equal_eager_steps(manager, tmp_path, eager_backend):
     assert losses("train.compile=true") == eager
 
 
-@pytest.mark.parametrize(("override", "message"), [
-    ("train.compile_mode=fast", "train.compile_mode"),
-])
-def test_unknown_mode_is_a_config_error(manager, override, message):
-    with pytest.raises(ConfigError, match=message):
-        cfg.load(manager, overrides=[*DIT, override])
+def test_unknown_mode_is_a_config_error(manager):
+    with pytest.raises(ConfigError, match="train.compile_mode"):
+        cfg.load(manager, overrides=[*DIT, "train.compile_mode=fast"])
