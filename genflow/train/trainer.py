@@ -352,9 +352,11 @@ class Trainer:
         with self.ema.applied():
             weights = get_model_state_dict(self.model, options=StateDictOptions(full_state_dict=True,
                                                                                 cpu_offload=True))
+            if self.world.is_main:  # inside: on CPU the state dict holds the live parameters, which
+                # leaving ``applied`` sets back to the raw weights
+                checkpoint.export_weights(weights, cfg.to_toml(self.config), self.run_dir / "model.pt")
             samples = self._samples(self.config.sample.steps)
         if self.world.is_main:
-            checkpoint.export_weights(weights, cfg.to_toml(self.config), self.run_dir / "model.pt")
             reference = self.components.dataset.reference(2000, seed=1).x if not self.components.spec.is_image \
                 else None
             plot_samples(samples, self.run_dir / "samples.png", reference=reference,

@@ -6,7 +6,12 @@ import torch
 from torch import nn
 from torch_ema import ExponentialMovingAverage
 
+from genflow.plugins import PluginManager
+from genflow.runs import load_run
+from genflow.train import checkpoint
+from genflow.train.distributed import World
 from genflow.train.ema import EMA
+from tests.unit.train.helpers import train
 
 
 def _model(seed: int) -> nn.Module:
@@ -80,3 +85,26 @@ def test_a_skipped_update_leaves_the_averages():
     _step(model, 2)
     ema.update(skip=torch.tensor(0.0))
     assert not torch.equal(ema.averages[0.9].shadow_params[0], before[0])
+
+
+def test_the_final_weights_file_holds_the_ema_of_the_last_checkpoint(tmp_path):
+    """``model.pt`` is the EMA (as ``genflow eval --checkpoint LAST`` loads it), not the raw weights:
+    on CPU the exported state dict aliases the live parameters, which leaving the EMA restores."""
+    train(tmp_path / "run", "train.steps=4", "train.ema_decay=[0.9]", "train.log_every=1")
+    manager = PluginManager()
+    final = load_run(tmp_path / "run", manager).backbone.state_dict()
+    ema = load_run(tmp_path / "run", manager, step=4).backbone.state_dict()
+    raw = final_raw_weights(tmp_path / "run", 4)
+    assert final.keys() == ema.keys()
+    for name in final:
+        torch.testing.assert_close(final[name], ema[name], rtol=0, atol=0, msg=name)
+    assert any(not torch.equal(final[name], raw[name]) for name in final)
+
+
+def final_raw_weights(run_dir, step):
+    """The raw parameters of checkpoint ``step`` (``torch.distributed.checkpoint`` on one process)."""
+    model = load_run(run_dir, PluginManager(), step=step).backbone
+    state = {"model": {k: v.clone() for k, v in model.state_dict().items()}}
+    path = dict(checkpoint.list_checkpoints(run_dir))[step]
+    checkpoint.load(state, path, World(rank=0, world_size=1, local_rank=0, device=torch.device("cpu")))
+    return state["model"]
