@@ -117,19 +117,25 @@ PRESETS: dict[str, dict[str, Any]] = {
     "XL/2": {"backbone": {"name": "tim-dit", "preset": "XL/2"}, "data": (4, 32)},
 }
 
+#: The reference's batch mixture (TIM.md s5): half the rows ``r = t``, a tenth ``r = 0``.
+REFERENCE_MIXTURE = {"diffusion_ratio": 0.5, "consistency_ratio": 0.1}
+
 #: The training modes compared side by side: objective and derivative tables of the config.
 #: ``fm`` is genflow's flow-matching objective; ``tim-fm`` is the TiM objective with every row
-#: ``r = t`` (the reference's "fm": same loss code, no derivative). ``dde`` is the default central
-#: DDE (passes in the model's precision: bf16 under autocast, as the reference), ``dde-fp32`` the
-#: same with fp32 passes, ``dde1`` the one-sided DDE reusing the main pass.
+#: ``r = t`` (the reference's "fm": same loss code, no derivative). ``dde`` is the central DDE
+#: (passes in the model's precision: bf16 under autocast, as the reference) with the reference's
+#: mixture (genflow's default too), pinned so that its cost compares with the reference's runs; ``dde-fp32`` the same with fp32
+#: passes, ``dde1`` the one-sided DDE reusing the main pass, ``dde-0.7`` the central DDE with
+#: ``diffusion_ratio`` 0.7 (fewer interval rows to differentiate).
 MODES: dict[str, dict[str, dict[str, Any]]] = {
     "fm": {"objective": {"name": "fm"}, "derivative": {"name": "dde"}},
     "tim-fm": {"objective": {"name": "tim", "diffusion_ratio": 1.0, "consistency_ratio": 0.0},
                "derivative": {"name": "dde"}},
-    "dde": {"objective": {"name": "tim"}, "derivative": {"name": "dde"}},
-    "dde-fp32": {"objective": {"name": "tim"}, "derivative": {"name": "dde", "precision": "fp32"}},
-    "dde1": {"objective": {"name": "tim"}, "derivative": {"name": "dde", "stencil": "one-sided"}},
-    "jvp": {"objective": {"name": "tim"}, "derivative": {"name": "jvp"}},
+    "dde": {"objective": {"name": "tim", **REFERENCE_MIXTURE}, "derivative": {"name": "dde"}},
+    "dde-fp32": {"objective": {"name": "tim", **REFERENCE_MIXTURE}, "derivative": {"name": "dde", "precision": "fp32"}},
+    "dde1": {"objective": {"name": "tim", **REFERENCE_MIXTURE}, "derivative": {"name": "dde", "stencil": "one-sided"}},
+    "dde-0.7": {"objective": {"name": "tim", "diffusion_ratio": 0.7}, "derivative": {"name": "dde"}},
+    "jvp": {"objective": {"name": "tim", **REFERENCE_MIXTURE}, "derivative": {"name": "jvp"}},
 }
 
 

@@ -1,7 +1,8 @@
 """Shared driver of the science experiments: train runs through the real CLI, evaluate them with
 `genflow eval`, aggregate seeds (mean and spread). A run folder is named by a hash of its training
-arguments, so experiments share runs (the default TiM run serves every ablation) and an interrupted
-experiment resumes where it stopped.
+arguments, and runs are found again by their resolved config (``RunIndex``), so experiments share
+runs (the default TiM run serves every ablation) and an interrupted experiment resumes where it
+stopped.
 
 Runs are independent processes (``OMP_NUM_THREADS=1`` each) so ``--jobs`` of them share the CPU.
 """
@@ -18,6 +19,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -75,18 +77,43 @@ def resolved_config(*argv: str) -> str:
     return proc.stdout
 
 
-def train(argv: Sequence[str], workdir: pathlib.Path) -> tuple[pathlib.Path, float]:
-    """The run folder of ``genflow train ARGV`` (trained once: runs are shared between experiments
-    by their arguments) and its training wall time in seconds.
+class RunIndex:
+    """Finished runs by the hash of their resolved config (``workdir/index.json``), so that two
+    argument lists that resolve to the same config (an option given at its default value, or left
+    to a default that has moved to that value) share one run. Runs trained before the index
+    existed are added the first time it is opened."""
 
-    A finished run is reused only while it was trained with what ``ARGV`` resolves to now: when a
-    default has changed since, the run stays as the record of its experiment and ``ARGV`` trains
-    into a folder keyed by the resolved config too."""
-    run = workdir / _key(argv)
-    if (run / "science.json").exists():
-        config = resolved_config(*argv)
-        if resolved_config("--config", str(run / "config.toml")) != config:
-            run = workdir / _key(argv, [config])  # trained under other defaults
+    def __init__(self, workdir: pathlib.Path) -> None:
+        self.path, self._lock = workdir / "index.json", threading.Lock()
+        self.runs: dict[str, str] = json.loads(self.path.read_text()) if self.path.exists() else {}
+        known = set(self.runs.values())
+        for record in sorted(workdir.glob("*/science.json")):
+            if record.parent.name not in known:
+                self.add(resolved_config("--config", str(record.parent / "config.toml")), record.parent)
+
+    def find(self, config: str) -> pathlib.Path | None:
+        name = self.runs.get(_key([config]))
+        return None if name is None else self.path.parent / name
+
+    def add(self, config: str, run: pathlib.Path) -> None:
+        with self._lock:
+            self.runs.setdefault(_key([config]), run.name)
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(self.runs, indent=1))
+            tmp.replace(self.path)
+
+
+def train(argv: Sequence[str], workdir: pathlib.Path, index: RunIndex) -> tuple[pathlib.Path, float]:
+    """The run folder of ``genflow train ARGV`` and its training wall time in seconds: a finished
+    run of the same resolved config if there is one (``index``), else trained now into a folder
+    named by ``ARGV`` (by ``ARGV`` and the config when that folder holds a run trained under
+    other defaults: it stays as the record of its experiment)."""
+    config = resolved_config(*argv)
+    run = index.find(config)
+    if run is None:
+        run = workdir / _key(argv)
+        if (run / "science.json").exists():
+            run = workdir / _key(argv, [config])
     record = run / "science.json"
     if record.exists():
         return run, json.loads(record.read_text())["train_s"]
@@ -96,12 +123,16 @@ def train(argv: Sequence[str], workdir: pathlib.Path) -> tuple[pathlib.Path, flo
     genflow("train", "--run-dir", str(run), "--no-progress", *argv, log=workdir / f"{run.name}.log")
     train_s = time.perf_counter() - start
     record.write_text(json.dumps({"argv": list(argv), "train_s": train_s}))
+    index.add(config, run)
     return run, train_s
 
 
 def evaluate(run: pathlib.Path, eval_steps: Sequence[int], eval_args: Sequence[str]) -> dict[str, dict[str, float]]:
-    """``genflow eval`` of ``run`` at ``eval_steps`` (cached per arguments): ``{metric: {steps: value}}``."""
-    args = ["--steps", ",".join(map(str, eval_steps)), *eval_args]
+    """``genflow eval`` of the EMA weights of ``run``'s last checkpoint at ``eval_steps`` (cached per
+    arguments): ``{metric: {steps: value}}``. The checkpoint, not ``model.pt``: until 2026-11-27 a
+    CPU run wrote its raw weights to ``model.pt``, so the runs made before are evaluated alike."""
+    last = max(int(p.name[5:]) for p in (run / "checkpoints").glob("step_*") if p.name[5:].isdigit())
+    args = ["--steps", ",".join(map(str, eval_steps)), "--checkpoint", str(last), *eval_args]
     out = run / f"eval-{_key(args)}"
     if not (out / "eval.json").exists():
         genflow("eval", str(run), "--out", str(out), "--no-progress", *args, log=run.parent / f"{run.name}.log")
@@ -124,10 +155,11 @@ def run_grid(variants: Sequence[Variant], seeds: Sequence[int], *, name: str, st
     workdir = pathlib.Path(os.environ.get("GENFLOW_SCIENCE_DIR", "runs/science"))
     workdir.mkdir(parents=True, exist_ok=True)
     cache: dict[str, Any] = {"runs": {}}
+    index = RunIndex(workdir)
 
     def one(variant: Variant, seed: int) -> dict[str, Any]:
         argv = variant.train_argv(seed, steps)
-        run, train_s = train(argv, workdir)
+        run, train_s = train(argv, workdir, index)
         metrics = evaluate(run, eval_steps, eval_args)
         return {"variant": variant.name, "seed": seed, "args": argv, "run": str(run), "train_s": train_s,
                 "metrics": metrics}

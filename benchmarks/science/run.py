@@ -21,7 +21,8 @@ plus one plot per metric; finished runs are cached, so a rerun only does what is
 - ``toy-diffusion-times``, ``shapes-diffusion-times``: the ``r = t`` rows' times nearer the data
   (``diffusion_p_mean`` -0.4, the old default, against -0.8 and -1.2, on shapes also -1.6).
 - ``toy-velocity-share``, ``shapes-velocity-share``: ``diffusion_ratio`` 0.7 (more ``r = t`` rows)
-  against the reference's 0.5, with today's defaults, and flow matching with the same compute.
+  against the reference's 0.5 (the default), and flow matching with the compute of either;
+  ``toy-long-velocity-share``, ``shapes-long-velocity-share``: the same with twice the training.
 - ``loss``: the reference's loss against genflow's defaults, one setting at a time, on toy2d.
 - ``derivatives``: DDE (central, one-sided) against JVP on toy2d: quality and training time.
 - ``weighting``: the interval weightings tangent / linear / odds (t/(1-t)) / constant on toy2d.
@@ -40,8 +41,12 @@ import _paths  # noqa: F401
 from common import RESULTS, Variant, metric_tables, parser, plot, run_grid
 from genflow_tim import objective as tim_objective
 
-#: Cost of a TiM + DDE step in flow-matching steps (benchmarks/results/train_step_unet_cpu.json: 1.30-1.31).
+#: Cost of a TiM + DDE step with the reference's mixture (diffusion_ratio 0.5) in flow-matching
+#: steps (benchmarks/results/train_step_unet_cpu.json: 1.30-1.31).
 FM_COMPUTE = 1.31
+#: The same with diffusion_ratio 0.7, whose step differentiates fewer rows
+#: (benchmarks/results/train_step_unet_cpu_mixture.json: 1.17-1.25).
+FM_COMPUTE_07 = 1.2
 TOY = ["--config", "toy2d"]
 TOY_STEPS = 3000
 TOY_EVAL = [1, 2, 4, 8, 16, 32, 64, 128]
@@ -59,9 +64,8 @@ class Experiment:
         self.metrics, self.eval_args, self.title = list(metrics), list(eval_args), title
 
 
-def _same_compute_fm(args: list[str], steps: int) -> Variant:
-    return Variant(f"fm ({FM_COMPUTE}x steps)", [*args, "--objective", "fm"],
-                   {"train.steps": round(FM_COMPUTE * steps)})
+def _same_compute_fm(args: list[str], steps: int, factor: float = FM_COMPUTE) -> Variant:
+    return Variant(f"fm ({factor}x steps)", [*args, "--objective", "fm"], {"train.steps": round(factor * steps)})
 
 
 def toy_steps(steps: int) -> list[Variant]:
@@ -129,10 +133,10 @@ def shapes_drift(steps: int) -> list[Variant]:
 
 
 def velocity_share(args: list[str]) -> Callable[[int], list[Variant]]:
-    """More ``r = t`` rows (``diffusion_ratio`` 0.7 instead of the reference's 0.5) with today's
-    defaults, against flow matching with the same compute (a 0.7 step costs less than 1.31 fm steps)."""
+    """More ``r = t`` rows (``diffusion_ratio`` 0.7 instead of the reference's 0.5, the default), and
+    flow matching with the compute of either (``FM_COMPUTE_07``, ``FM_COMPUTE``)."""
     return lambda steps: [Variant("tim", args), _tim_variant("tim, diffusion_ratio 0.7", args, {"diffusion_ratio": 0.7}),
-                          _same_compute_fm(args, steps)]
+                          _same_compute_fm(args, steps, FM_COMPUTE_07), _same_compute_fm(args, steps)]
 
 
 def _tim_variant(name: str, args: list[str], options: dict[str, object]) -> Variant:
@@ -185,6 +189,11 @@ EXPERIMENTS = {
     "shapes-velocity-share": Experiment(velocity_share(SHAPES), SHAPES_STEPS, SHAPES_EVAL,
                                         ["class_accuracy", "fd_shapes"], ["--num", "500"],
                                         title="shapes 16x16: the share of r = t rows"),
+    "toy-long-velocity-share": Experiment(velocity_share(TOY), 2 * TOY_STEPS, TOY_EVAL, TOY_METRICS,
+                                          title="toy2d: the share of r = t rows, twice the training"),
+    "shapes-long-velocity-share": Experiment(velocity_share(SHAPES), 2 * SHAPES_STEPS, SHAPES_EVAL,
+                                             ["class_accuracy", "fd_shapes"], ["--num", "500"],
+                                             title="shapes 16x16: the share of r = t rows, twice the training"),
 }
 
 

@@ -58,27 +58,71 @@ def test_paired_differences_cancel_the_seed(run_module):
     assert (round(mean, 12), round(std, 12), n) == (0.25, 0.0, 3)
 
 
-def test_a_run_trained_under_other_defaults_is_not_reused(run_module, tmp_path, monkeypatch):
-    """The cache is keyed by the arguments, but a finished run counts only while its config still
-    resolves to what the arguments resolve to now (a default may have changed since)."""
+@pytest.fixture()
+def fake_cli(run_module, tmp_path, monkeypatch):
+    """``genflow config`` resolves arguments through ``resolves`` (what the code's defaults make of
+    them now) and a run folder through its config.toml; ``genflow train`` writes that config.toml."""
     common = sys.modules["common"]
-    def resolved_config(*argv):  # the arguments resolve to "now"; a run's config.toml to the file "then"
-        return "now" if argv == ("--config", "toy2d") else (tmp_path / "then").read_text()
+    resolves: dict[tuple[str, ...], str] = {}
+    trained: list[str] = []
 
-    monkeypatch.setattr(common, "resolved_config", resolved_config)
-    trained = []
+    def resolved_config(*argv):
+        if argv[1].endswith("config.toml"):
+            return pathlib.Path(argv[1]).read_text()
+        return resolves[argv]
 
-    def fake_genflow(*argv, log):
+    def genflow(*argv, log):
         run = pathlib.Path(argv[argv.index("--run-dir") + 1])
         run.mkdir(parents=True)
+        (run / "config.toml").write_text(resolves[tuple(argv[argv.index("--no-progress") + 1:])])
         trained.append(run.name)
 
-    monkeypatch.setattr(common, "genflow", fake_genflow)
-    argv = ["--config", "toy2d"]
-    first, _ = common.train(argv, tmp_path)
-    (tmp_path / "then").write_text("now")  # its config.toml resolves as the arguments do: reused
-    assert common.train(argv, tmp_path)[0] == first and trained == [first.name]
-    (tmp_path / "then").write_text("old defaults")  # the defaults moved since it was trained
-    second, _ = common.train(argv, tmp_path)
+    monkeypatch.setattr(common, "resolved_config", resolved_config)
+    monkeypatch.setattr(common, "genflow", genflow)
+    return common, resolves, trained
+
+
+def test_a_run_trained_under_other_defaults_is_not_reused(fake_cli, tmp_path):
+    """A finished run counts only while its config is what the arguments resolve to now (a default
+    may have changed since); the new run is reused in turn, also by a driver started later."""
+    common, resolves, trained = fake_cli
+    argv = ("--config", "toy2d")
+    resolves[argv] = "ratio 0.5"
+    first, _ = common.train(argv, tmp_path, common.RunIndex(tmp_path))
+    assert common.train(argv, tmp_path, common.RunIndex(tmp_path))[0] == first and trained == [first.name]
+    resolves[argv] = "ratio 0.7"  # the default moved since it was trained
+    second, _ = common.train(argv, tmp_path, common.RunIndex(tmp_path))
     assert second != first and trained == [first.name, second.name]
-    assert common.train(argv, tmp_path)[0] == second  # the new run is reused in turn
+    assert common.train(argv, tmp_path, common.RunIndex(tmp_path))[0] == second
+
+
+def test_arguments_that_resolve_alike_share_one_run(fake_cli, tmp_path):
+    """An explicit option equal to today's default trains nothing new, and runs made before the
+    index existed are found by their config.toml."""
+    common, resolves, trained = fake_cli
+    explicit, default = ("--config", "toy2d", "objective.diffusion_ratio=0.5"), ("--config", "toy2d")
+    resolves[explicit] = resolves[default] = "ratio 0.5"
+    run, _ = common.train(explicit, tmp_path, common.RunIndex(tmp_path))
+    (tmp_path / "index.json").unlink()  # as before the index existed
+    assert common.train(default, tmp_path, common.RunIndex(tmp_path))[0] == run and trained == [run.name]
+
+
+def test_runs_are_evaluated_on_the_ema_of_their_last_checkpoint(fake_cli, tmp_path, monkeypatch):
+    """Not ``model.pt`` (raw weights in CPU runs made before 2026-11-27): ``--checkpoint LAST``."""
+    common, _, _ = fake_cli
+    run = tmp_path / "run"
+    for name in ("step_00000500", "step_00001000", "step_00001500.tmp"):
+        (run / "checkpoints" / name).mkdir(parents=True)
+    calls = []
+
+    def genflow(*argv, log):
+        calls.append(argv)
+        out = pathlib.Path(argv[argv.index("--out") + 1])
+        out.mkdir()
+        (out / "eval.json").write_text('{"rows": [{"metric": "w", "steps": 4, "value": 0.5}]}')
+
+    monkeypatch.setattr(common, "genflow", genflow)
+    assert common.evaluate(run, [4], ["--num", "9"]) == {"w": {"4": 0.5}}
+    assert calls[0][calls[0].index("--checkpoint") + 1] == "1000"
+    common.evaluate(run, [4], ["--num", "9"])  # cached
+    assert len(calls) == 1
