@@ -124,9 +124,9 @@ REFERENCE_MIXTURE = {"diffusion_ratio": 0.5, "consistency_ratio": 0.1}
 #: ``fm`` is genflow's flow-matching objective; ``tim-fm`` is the TiM objective with every row
 #: ``r = t`` (the reference's "fm": same loss code, no derivative). ``dde`` is the central DDE
 #: (passes in the model's precision: bf16 under autocast, as the reference) with the reference's
-#: mixture (genflow's default too), pinned so that its cost compares with the reference's runs; ``dde-fp32`` the same with fp32
-#: passes, ``dde1`` the one-sided DDE reusing the main pass, ``dde-0.7`` the central DDE with
-#: ``diffusion_ratio`` 0.7 (fewer interval rows to differentiate).
+#: mixture (genflow's default too), pinned so that its cost compares with the reference's runs;
+#: ``dde-fp32`` the same with fp32 passes, ``dde1`` the one-sided DDE reusing the main pass,
+#: ``dde-0.7`` the central DDE with ``diffusion_ratio`` 0.7 (fewer interval rows to differentiate).
 MODES: dict[str, dict[str, dict[str, Any]]] = {
     "fm": {"objective": {"name": "fm"}, "derivative": {"name": "dde"}},
     "tim-fm": {"objective": {"name": "tim", "diffusion_ratio": 1.0, "consistency_ratio": 0.0},

@@ -24,6 +24,8 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from genflow.train import checkpoint
+
 RESULTS = pathlib.Path(__file__).resolve().parents[1] / "results" / "science"
 
 
@@ -89,7 +91,9 @@ class RunIndex:
         known = set(self.runs.values())
         for record in sorted(workdir.glob("*/science.json")):
             if record.parent.name not in known:
-                self.add(resolved_config("--config", str(record.parent / "config.toml")), record.parent)
+                config = resolved_config("--config", str(record.parent / "config.toml"))
+                self.runs.setdefault(_key([config]), record.parent.name)
+        self._write()
 
     def find(self, config: str) -> pathlib.Path | None:
         name = self.runs.get(_key([config]))
@@ -98,9 +102,12 @@ class RunIndex:
     def add(self, config: str, run: pathlib.Path) -> None:
         with self._lock:
             self.runs.setdefault(_key([config]), run.name)
-            tmp = self.path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(self.runs, indent=1))
-            tmp.replace(self.path)
+            self._write()
+
+    def _write(self) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.runs, indent=1))
+        tmp.replace(self.path)
 
 
 def train(argv: Sequence[str], workdir: pathlib.Path, index: RunIndex) -> tuple[pathlib.Path, float]:
@@ -131,7 +138,7 @@ def evaluate(run: pathlib.Path, eval_steps: Sequence[int], eval_args: Sequence[s
     """``genflow eval`` of the EMA weights of ``run``'s last checkpoint at ``eval_steps`` (cached per
     arguments): ``{metric: {steps: value}}``. The checkpoint, not ``model.pt``: until 2026-11-27 a
     CPU run wrote its raw weights to ``model.pt``, so the runs made before are evaluated alike."""
-    last = max(int(p.name[5:]) for p in (run / "checkpoints").glob("step_*") if p.name[5:].isdigit())
+    last, _ = checkpoint.latest_checkpoint(run)
     args = ["--steps", ",".join(map(str, eval_steps)), "--checkpoint", str(last), *eval_args]
     out = run / f"eval-{_key(args)}"
     if not (out / "eval.json").exists():
