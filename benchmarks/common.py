@@ -126,7 +126,8 @@ REFERENCE_MIXTURE = {"diffusion_ratio": 0.5, "consistency_ratio": 0.1}
 #: (passes in the model's precision: bf16 under autocast, as the reference) with the reference's
 #: mixture (genflow's default too), pinned so that its cost compares with the reference's runs;
 #: ``dde-fp32`` the same with fp32 passes, ``dde1`` the one-sided DDE reusing the main pass,
-#: ``dde-0.7`` the central DDE with ``diffusion_ratio`` 0.7 (fewer interval rows to differentiate).
+#: ``dde-0.7`` the central DDE with ``diffusion_ratio`` 0.7 (fewer interval rows to differentiate),
+#: ``dde1-0.7`` the one-sided DDE with ``diffusion_ratio`` 0.7.
 MODES: dict[str, dict[str, dict[str, Any]]] = {
     "fm": {"objective": {"name": "fm"}, "derivative": {"name": "dde"}},
     "tim-fm": {"objective": {"name": "tim", "diffusion_ratio": 1.0, "consistency_ratio": 0.0},
@@ -135,6 +136,8 @@ MODES: dict[str, dict[str, dict[str, Any]]] = {
     "dde-fp32": {"objective": {"name": "tim", **REFERENCE_MIXTURE}, "derivative": {"name": "dde", "precision": "fp32"}},
     "dde1": {"objective": {"name": "tim", **REFERENCE_MIXTURE}, "derivative": {"name": "dde", "stencil": "one-sided"}},
     "dde-0.7": {"objective": {"name": "tim", "diffusion_ratio": 0.7}, "derivative": {"name": "dde"}},
+    "dde1-0.7": {"objective": {"name": "tim", "diffusion_ratio": 0.7},
+                 "derivative": {"name": "dde", "stencil": "one-sided"}},
     "jvp": {"objective": {"name": "tim", **REFERENCE_MIXTURE}, "derivative": {"name": "jvp"}},
 }
 
