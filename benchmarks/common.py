@@ -23,6 +23,7 @@ from typing import Any
 import _paths  # noqa: F401  (genflow importable from a bare checkout)
 import attrs
 import torch
+from genflow_tim.objective import REFERENCE_MIXTURE
 from torch.utils.flop_counter import FlopCounterMode
 
 from genflow.config import RunConfig, resolve
@@ -117,17 +118,14 @@ PRESETS: dict[str, dict[str, Any]] = {
     "XL/2": {"backbone": {"name": "tim-dit", "preset": "XL/2"}, "data": (4, 32)},
 }
 
-#: The reference's batch mixture (TIM.md s5): half the rows ``r = t``, a tenth ``r = 0``.
-REFERENCE_MIXTURE = {"diffusion_ratio": 0.5, "consistency_ratio": 0.1}
-
 #: The training modes compared side by side: objective and derivative tables of the config.
 #: ``fm`` is genflow's flow-matching objective; ``tim-fm`` is the TiM objective with every row
 #: ``r = t`` (the reference's "fm": same loss code, no derivative). ``dde`` is the central DDE
 #: (passes in the model's precision: bf16 under autocast, as the reference) with the reference's
-#: mixture (genflow's default too), pinned so that its cost compares with the reference's runs;
-#: ``dde-fp32`` the same with fp32 passes, ``dde1`` the one-sided DDE reusing the main pass,
-#: ``dde-0.7`` the central DDE with ``diffusion_ratio`` 0.7 (fewer interval rows to differentiate),
-#: ``dde1-0.7`` the one-sided DDE with ``diffusion_ratio`` 0.7.
+#: mixture (half the rows ``r = t``, a tenth ``r = 0``), pinned so that its cost compares with the
+#: reference's runs; ``dde-fp32`` the same with fp32 passes, ``dde1`` the one-sided DDE reusing the
+#: main pass, ``dde-0.7`` the central DDE with ``diffusion_ratio`` 0.7 (genflow's default mixture:
+#: fewer interval rows to differentiate), ``dde1-0.7`` the one-sided DDE with it (the CPU presets').
 MODES: dict[str, dict[str, dict[str, Any]]] = {
     "fm": {"objective": {"name": "fm"}, "derivative": {"name": "dde"}},
     "tim-fm": {"objective": {"name": "tim", "diffusion_ratio": 1.0, "consistency_ratio": 0.0},

@@ -7,7 +7,7 @@ at the same noise for every step count, and writes ``benchmarks/results/science/
 plus one plot per metric; finished runs are cached, so a rerun only does what is missing):
 
 - ``toy-steps``: quality vs steps on toy2d, TiM (defaults, and the reference's loss) against flow
-  matching trained with the same compute (``FM_COMPUTE`` x the steps: a dde step costs ~1.3 fm steps).
+  matching trained with the same compute (``FM_COMPUTE`` x the steps: a TiM step costs ~1.1 fm steps).
 - ``toy-long``, ``shapes-long``: TiM (defaults) against flow matching with the same compute, with
   twice the training steps (does the gap at many steps close?).
 - ``shapes-steps``: the same on 16x16 shapes (UNet), class accuracy and Frechet distance.
@@ -20,6 +20,10 @@ plus one plot per metric; finished runs are cached, so a rerun only does what is
   reference's -0.4, and the ``r = t`` rows at the max of two draws (the reference's).
 - ``toy-diffusion-times``, ``shapes-diffusion-times``: the ``r = t`` rows' times nearer the data
   (``diffusion_p_mean`` -0.4, the old default, against -0.8 and -1.2, on shapes also -1.6).
+- ``toy-cheaper-steps``, ``shapes-cheaper-steps`` (and ``*-long-*`` with twice the training): TiM with
+  cheaper steps (the one-sided DDE, ``diffusion_ratio`` 0.7, both: today's defaults), each trained
+  for the steps the old defaults' compute buys it, against the old defaults and flow matching with
+  the same compute and with the same steps; ``shapes-long-defaults``: the last three, for more seeds.
 - ``toy-velocity-share``, ``shapes-velocity-share``: ``diffusion_ratio`` 0.7 (more ``r = t`` rows)
   against the reference's 0.5 (the default), and flow matching with the compute of either;
   ``toy-long-velocity-share``, ``shapes-long-velocity-share``: the same with twice the training.
@@ -41,14 +45,18 @@ import _paths  # noqa: F401
 from common import RESULTS, Variant, metric_tables, parser, plot, run_grid
 from genflow_tim import objective as tim_objective
 
-#: Cost of a TiM + DDE step with the reference's mixture (diffusion_ratio 0.5) in flow-matching
-#: steps (benchmarks/results/train_step_unet_cpu.json: 1.30-1.31).
-FM_COMPUTE = 1.31
-#: The same with diffusion_ratio 0.7, whose step differentiates fewer rows
-#: (benchmarks/results/train_step_unet_cpu_mixture.json: 1.17-1.25).
+#: Cost of a TiM step with today's defaults (the CPU presets' one-sided DDE, diffusion_ratio 0.7)
+#: in flow-matching steps, side by side on the demo UNet (train_step_unet_cpu_stencil.json: 1.10).
+FM_COMPUTE = 1.10
+#: The same for genflow's defaults before 2026-11-27 (central DDE, the reference's mixture:
+#: train_step_unet_cpu.json, 1.30-1.31), which the experiments run before then compared with.
+CENTRAL_COST = 1.31
+#: The central DDE with diffusion_ratio 0.7 (train_step_unet_cpu_mixture.json: 1.17-1.25).
 FM_COMPUTE_07 = 1.2
-#: How many of the default's steps a cheaper TiM step buys in the same compute: a default (central
-#: DDE, diffusion_ratio 0.5) step's time over the variant's, side by side on the demo UNet
+#: The defaults before 2026-11-27, named explicitly so that experiments about them keep their runs.
+OLD_DEFAULTS = {"objective.diffusion_ratio": 0.5, "derivative.stencil": "central"}
+#: How many of the old defaults' steps a cheaper TiM step buys in the same compute: an old-default
+#: step's time over the variant's, side by side on the demo UNet
 #: (benchmarks/results/train_step_unet_cpu_stencil.json: fm 1, dde 1.274, dde1 1.158, dde-0.7
 #: 1.160, dde1-0.7 1.102).
 CHEAPER_STEPS = {"one-sided": 1.101, "0.7": 1.099, "one-sided, 0.7": 1.156}
@@ -124,7 +132,8 @@ def loss_ablation(steps: int) -> list[Variant]:
 
 
 def derivatives(steps: int) -> list[Variant]:
-    return [Variant("dde (central)", TOY), Variant("dde (one-sided)", TOY, {"derivative.stencil": "one-sided"}),
+    return [Variant("dde (central)", TOY, {"derivative.stencil": "central"}),
+            Variant("dde (one-sided)", TOY, {"derivative.stencil": "one-sided"}),
             Variant("jvp", [*TOY, "--derivative", "jvp"])]
 
 
@@ -138,29 +147,34 @@ def shapes_drift(steps: int) -> list[Variant]:
 
 
 def velocity_share(args: list[str]) -> Callable[[int], list[Variant]]:
-    """More ``r = t`` rows (``diffusion_ratio`` 0.7 instead of the reference's 0.5, the default), and
-    flow matching with the compute of either (``FM_COMPUTE_07``, ``FM_COMPUTE``)."""
-    return lambda steps: [Variant("tim", args), _tim_variant("tim, diffusion_ratio 0.7", args, {"diffusion_ratio": 0.7}),
-                          _same_compute_fm(args, steps, FM_COMPUTE_07), _same_compute_fm(args, steps)]
+    """More ``r = t`` rows (``diffusion_ratio`` 0.7 instead of the reference's 0.5, the default until
+    2026-11-27) at the same steps, central DDE, and flow matching with the compute of either
+    (``FM_COMPUTE_07``, ``CENTRAL_COST``)."""
+    return lambda steps: [Variant("tim", args, OLD_DEFAULTS),
+                          Variant("tim, diffusion_ratio 0.7", args, {**OLD_DEFAULTS, "objective.diffusion_ratio": 0.7}),
+                          _same_compute_fm(args, steps, FM_COMPUTE_07), _same_compute_fm(args, steps, CENTRAL_COST)]
 
 
 def cheaper_steps(args: list[str], each: bool = True) -> Callable[[int], list[Variant]]:
-    """TiM variants with cheaper steps (the one-sided DDE, fewer interval rows, both; ``each``
-    False: both only), each trained for as many steps as the default's compute buys it, against the
-    default and flow matching with the same compute (the comparison the issue asks for, at equal
-    cost) and with the same steps (what a TiM step teaches the velocity, cost aside)."""
-    one_sided, ratio = {"derivative.stencil": "one-sided"}, {"objective.diffusion_ratio": 0.7}
+    """TiM with cheaper steps (the one-sided DDE, fewer interval rows, both: today's defaults;
+    ``each`` False: both only), each trained for as many steps as the old defaults' compute buys
+    it, against the old defaults (central DDE, ``diffusion_ratio`` 0.5) and flow matching with the
+    same compute (the comparison the issue asks for, at equal cost) and with the same steps (what
+    a TiM step teaches the velocity, cost aside). Every variant names its settings."""
+    central, one_sided = OLD_DEFAULTS, {**OLD_DEFAULTS, "derivative.stencil": "one-sided"}
 
     def variant(name: str, key: str, options: dict[str, object], steps: int) -> Variant:
         n = round(CHEAPER_STEPS[key] * steps)
         return Variant(f"{name} ({n} steps)", args, {**options, "train.steps": n})
 
     def variants(steps: int) -> list[Variant]:
+        ratio = {"objective.diffusion_ratio": 0.7}
         alone = [variant("tim, one-sided dde", "one-sided", one_sided, steps),
-                 variant("tim, diffusion_ratio 0.7", "0.7", ratio, steps)] if each else []
-        return [Variant("tim", args), *alone,
-                variant("tim, one-sided dde, diffusion_ratio 0.7", "one-sided, 0.7", {**one_sided, **ratio}, steps),
-                _same_compute_fm(args, steps), _same_compute_fm(args, steps, 1.0)]
+                 variant("tim, diffusion_ratio 0.7", "0.7", {**central, **ratio}, steps)] if each else []
+        return [Variant("tim, central dde, diffusion_ratio 0.5 (old defaults)", args, central), *alone,
+                variant("tim, one-sided dde, diffusion_ratio 0.7 (defaults)", "one-sided, 0.7",
+                        {**one_sided, **ratio}, steps),
+                _same_compute_fm(args, steps, CENTRAL_COST), _same_compute_fm(args, steps, 1.0)]
 
     return variants
 
@@ -231,6 +245,10 @@ EXPERIMENTS = {
                                             ["class_accuracy", "fd_shapes"], ["--num", "500"],
                                             title="shapes 16x16: cheaper TiM steps in the same compute, "
                                                   "twice the training"),
+    "shapes-long-defaults": Experiment(cheaper_steps(SHAPES, each=False), 2 * SHAPES_STEPS, SHAPES_EVAL,
+                                       ["class_accuracy", "fd_shapes"], ["--num", "500"],
+                                       title="shapes 16x16: today's defaults against the old ones and flow "
+                                             "matching, twice the training (run with --seeds 5)"),
 }
 
 

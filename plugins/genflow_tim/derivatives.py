@@ -76,6 +76,10 @@ class DdeConfig:
     instead of 1.33 when half the rows need a derivative). The reuse needs both points in the same
     precision: with ``precision = "fp32"`` under an active autocast (the main pass then ran in bf16)
     the provider recomputes ``F(t)`` in fp32 itself, which is accurate but saves nothing.
+    The CPU presets choose ``"one-sided"``: in fp32 its 2-4% bias did not show in quality, and the
+    steps it saves trained better models in the same compute (docs/results.md s0). ``"central"``
+    stays the default for bf16 training, where the one-sided stencil doubles the rounding error
+    and, compiled on an H200, ran slower (docs/performance.md s2, s4).
     """
 
     epsilon: float = attrs.field(default=0.005, validator=attrs.validators.gt(0.0))

@@ -42,6 +42,9 @@ class TimObjectiveConfig:
     more sampling steps (docs/results.md); ``REFERENCE_LOSS`` restores it. The single draw of the
     ``r = t`` rows centres at ``diffusion_p_mean = -1.2``, nearer the data than ``p_mean``: TiM's
     velocity (what many-step sampling integrates) was weakest near the data (docs/results.md s3b).
+    ``diffusion_ratio = 0.7`` (the reference: 0.5): fewer rows need ``dF/dt``, so a step is cheaper
+    and the same compute trains more of them, which improved many-step quality on toy2d and
+    shapes at the same one-step quality (docs/results.md s0); ``REFERENCE_MIXTURE`` restores it.
 
     Times: ``t, r`` = max / min of two logit-normal draws ``sigmoid(N(p_mean, p_std))``; a fraction
     ``diffusion_ratio`` of each batch gets ``r = t``, ``consistency_ratio`` gets ``r = 0``
@@ -63,7 +66,7 @@ class TimObjectiveConfig:
 
     p_mean: float = -0.4
     p_std: float = attrs.field(default=1.0, validator=validators.gt(0.0))
-    diffusion_ratio: float = attrs.field(default=0.5, validator=_unit)
+    diffusion_ratio: float = attrs.field(default=0.7, validator=_unit)
     consistency_ratio: float = attrs.field(default=0.1, validator=_unit)
     diffusion_t: DiffusionTime = attrs.field(default="single", validator=validators.in_(("max", "single")))
     diffusion_p_mean: float = -1.2
@@ -90,6 +93,8 @@ class TimObjectiveConfig:
 
 #: The loss settings of the reference implementation (TIM.md s5-s6), as config overrides.
 REFERENCE_LOSS = {"adaptive": True, "adaptive_groups": 0, "directional": True, "diffusion_t": "max"}
+#: The batch mixture of the reference implementation (TIM.md s5), as config overrides.
+REFERENCE_MIXTURE = {"diffusion_ratio": 0.5, "consistency_ratio": 0.1}
 
 
 # --------------------------------------------------------------------------------------------
