@@ -53,8 +53,10 @@ FM_COMPUTE = 1.10
 CENTRAL_COST = 1.31
 #: The central DDE with diffusion_ratio 0.7 (train_step_unet_cpu_mixture.json: 1.17-1.25).
 FM_COMPUTE_07 = 1.2
-#: The defaults before 2026-11-27, named explicitly so that experiments about them keep their runs.
-OLD_DEFAULTS = {"objective.diffusion_ratio": 0.5, "derivative.stencil": "central"}
+#: The defaults before 2026-11-27 (the reference's mixture, central DDE), named explicitly so that
+#: experiments about them keep their runs.
+OLD_DEFAULTS = {**{f"objective.{k}": v for k, v in tim_objective.REFERENCE_MIXTURE.items()},
+                "derivative.stencil": "central"}
 #: How many of the old defaults' steps a cheaper TiM step buys in the same compute: an old-default
 #: step's time over the variant's, side by side on the demo UNet
 #: (benchmarks/results/train_step_unet_cpu_stencil.json: fm 1, dde 1.274, dde1 1.158, dde-0.7
@@ -161,17 +163,16 @@ def cheaper_steps(args: list[str], each: bool = True) -> Callable[[int], list[Va
     it, against the old defaults (central DDE, ``diffusion_ratio`` 0.5) and flow matching with the
     same compute (the comparison the issue asks for, at equal cost) and with the same steps (what
     a TiM step teaches the velocity, cost aside). Every variant names its settings."""
-    central, one_sided = OLD_DEFAULTS, {**OLD_DEFAULTS, "derivative.stencil": "one-sided"}
+    one_sided, ratio = {**OLD_DEFAULTS, "derivative.stencil": "one-sided"}, {"objective.diffusion_ratio": 0.7}
 
     def variant(name: str, key: str, options: dict[str, object], steps: int) -> Variant:
         n = round(CHEAPER_STEPS[key] * steps)
         return Variant(f"{name} ({n} steps)", args, {**options, "train.steps": n})
 
     def variants(steps: int) -> list[Variant]:
-        ratio = {"objective.diffusion_ratio": 0.7}
         alone = [variant("tim, one-sided dde", "one-sided", one_sided, steps),
-                 variant("tim, diffusion_ratio 0.7", "0.7", {**central, **ratio}, steps)] if each else []
-        return [Variant("tim, central dde, diffusion_ratio 0.5 (old defaults)", args, central), *alone,
+                 variant("tim, diffusion_ratio 0.7", "0.7", {**OLD_DEFAULTS, **ratio}, steps)] if each else []
+        return [Variant("tim, central dde, diffusion_ratio 0.5 (old defaults)", args, OLD_DEFAULTS), *alone,
                 variant("tim, one-sided dde, diffusion_ratio 0.7 (defaults)", "one-sided, 0.7",
                         {**one_sided, **ratio}, steps),
                 _same_compute_fm(args, steps, CENTRAL_COST), _same_compute_fm(args, steps, 1.0)]
