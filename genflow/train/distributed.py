@@ -53,6 +53,7 @@ def init_world(device_choice: str) -> World:
 
 
 def shutdown_world() -> None:
+    """Leave the process group (every rank, after its last collective)."""
     if dist.is_initialized():
         dist.destroy_process_group()
 

@@ -251,7 +251,12 @@ class Trainer:
         """Train until ``train.steps`` (or a SIGTERM / SIGINT: checkpoint, then stop); returns the
         final step. ``self.stopped_by`` is the signal number that stopped the run early, else 0."""
         with StopRequest() as stop:
-            return self._run(stop)
+            step = self._run(stop)
+        # gloo's worker threads release a finished collective's tensors after its caller has moved
+        # on; one still doing so when the interpreter exits aborts the process ("terminate called
+        # without an active exception"). The barrier's round trip gives them that time.
+        barrier(self.world)
+        return step
 
     def _run(self, stop: StopRequest) -> int:
         if self.world.is_main:
