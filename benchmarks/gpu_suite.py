@@ -101,12 +101,12 @@ class Suite:
 
 
 def configure_compile(tiny: bool) -> None:
-    """Static shapes and room for every (preset, grad mode, batch) graph of one process; ``--tiny``
-    compiles with dynamo's ``eager`` backend (graph capture without code generation) to stay fast."""
+    """Room for every (preset, grad mode, batch) graph of one process (the trainer compiles static
+    shapes); ``--tiny`` compiles with dynamo's ``eager`` backend (graph capture without code
+    generation) to stay fast."""
     import torch._dynamo
 
     config = torch._dynamo.config
-    config.automatic_dynamic_shapes = False
     for name in ("cache_size_limit", "recompile_limit"):
         if hasattr(config, name):
             setattr(config, name, 64)

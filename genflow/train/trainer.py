@@ -99,11 +99,31 @@ def build_optimizer(model: torch.nn.Module, train: cfg.TrainConfig) -> tuple[tor
     return optimizer, LambdaLR(optimizer, lr_lambda(train.schedule, train.warmup_steps, train.steps))
 
 
+#: Room for every static graph of a run: per resolution bucket, the main pass and the derivative's.
+RECOMPILE_LIMIT = 64
+
+
 def compile_backbone(model: Backbone, mode: str) -> None:
     """``torch.compile`` in place, each FSDP unit on its own (the whole backbone if it has none).
-    (One graph of the whole XL/2 compiled 4x longer and ran no faster on an H200.)"""
+    (One graph of the whole XL/2 compiled 4x longer and ran no faster on an H200.)
+
+    Static shapes: a run feeds a few batch shapes (the main pass, the derivative's passes over the
+    ``t != r`` rows), each compiled once; dynamo's automatic dynamic shapes would instead trace one
+    symbolic-shape graph for all of them at the second shape, with more host work per call.
+    Sampling and FLOP counting run eagerly (``eager_calls``).
+    """
+    import torch._dynamo
+
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
     for unit in model.fsdp_units() or [model]:
-        unit.compile(mode=None if mode == "default" else mode)
+        unit.compile(mode=None if mode == "default" else mode, dynamic=False)
+
+
+def eager_calls() -> contextlib.AbstractContextManager[Any]:
+    """Run compiled modules eagerly: sampling shapes get no graphs of their own, and under a
+    dispatch mode (``FlopCounterMode``) dynamo would mark the blocks' code as skipped for good,
+    leaving the whole run uncompiled."""
+    return torch.compiler.set_stance("force_eager")
 
 
 class Trainer:
@@ -329,7 +349,7 @@ class Trainer:
         """FLOPs of one forward pass over ``batch`` (``torch.utils.flop_counter``), counted once."""
         n = batch.x.shape[0]
         t = torch.full((n,), 0.5, device=batch.x.device)
-        with torch.no_grad(), FlopCounterMode(display=False) as counter, self._autocast():
+        with eager_calls(), torch.no_grad(), FlopCounterMode(display=False) as counter, self._autocast():
             self.model(batch.x, t, t, batch.cond)
         return float(counter.get_total_flops())
 
@@ -373,9 +393,10 @@ class Trainer:
         spec = self.components.spec
         num = self.config.sample.num if spec.is_image else 2000
         seed, device = self.config.sample.seed, self.world.device
-        out = generate(self.model, self.components.sampler, spec, steps=steps, num=num, seed=seed, device=device,
-                       guidance=self.config.sample.guidance,
-                       cond=preview_conditions(self.components.dataset, num, seed, device))
+        with eager_calls():
+            out = generate(self.model, self.components.sampler, spec, steps=steps, num=num, seed=seed,
+                           device=device, guidance=self.config.sample.guidance,
+                           cond=preview_conditions(self.components.dataset, num, seed, device))
         return {k: self.components.dataset.decode(v) for k, v in out.items()}
 
     def _log_sample_grids(self) -> None:
