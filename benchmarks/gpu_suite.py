@@ -217,6 +217,8 @@ def loop_section(manager: Any, preset: str, batch: int, device: str, precision: 
                  steps: int) -> dict[str, Any]:
     """The real ``Trainer.run`` (data pipeline, step, logging, final checkpoint and samples) on the
     built-in ``shapes`` at 32x32, against its loader alone (``next`` + the pinned copy to the device)."""
+    from torch._dynamo.utils import counters
+
     from genflow.train.trainer import Trainer, to_device
 
     config = common.run_config(manager, preset=preset, mode="dde", batch=batch, device=device, precision=precision,
@@ -229,14 +231,17 @@ def loop_section(manager: Any, preset: str, batch: int, device: str, precision: 
         batches = iter(trainer.components.dataset.loader(batch_size=batch, rank=0, world_size=1, seed=1))
         common.wall_time(lambda: to_device(next(batches), dev), device=dev, calls=3)  # opens the store
         loader_s = common.wall_time(lambda: to_device(next(batches), dev), device=dev, calls=20) / 20
+        graphs_before = counters["stats"]["unique_graphs"]
         trainer.run()
+        graphs = counters["stats"]["unique_graphs"] - graphs_before  # 0: the loop ran eagerly
         windows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     rates = [w["samples_per_s"] for w in windows if "samples_per_s" in w][1:]  # the first holds the compilation
     out = {"preset": preset, "batch": batch, "compile_mode": compile_mode, "steps": steps,
            "loader_samples_per_s": batch / loader_s, "loop_samples_per_s": statistics.median(rates),
-           "loop_it_per_s": statistics.median(rates) / batch, "windows_samples_per_s": rates}
+           "loop_it_per_s": statistics.median(rates) / batch, "windows_samples_per_s": rates,
+           "graphs_compiled": graphs}
     print(common.table([out], ["preset", "batch", "compile_mode", "loader_samples_per_s", "loop_samples_per_s",
-                               "loop_it_per_s"]), flush=True)
+                               "loop_it_per_s", "graphs_compiled"]), flush=True)
     return out
 
 
