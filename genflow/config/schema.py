@@ -46,7 +46,8 @@ class TrainConfig:
     finish their ``steps`` first are unaffected.
 
     ``compile`` runs each FSDP unit of the backbone (a transformer block; the whole backbone if it
-    has none) through ``torch.compile``; ``compile_mode`` is ``torch.compile``'s ``mode``:
+    has none) through ``torch.compile`` with static shapes (one graph per batch shape the training
+    step feeds it; sample previews run eagerly); ``compile_mode`` is ``torch.compile``'s ``mode``:
     ``"reduce-overhead"`` replays CUDA graphs (no per-kernel launch cost on the host).
     """
 
