@@ -101,15 +101,13 @@ class Suite:
 
 
 def configure_compile(tiny: bool) -> None:
-    """Room for every (preset, grad mode, batch) graph of one process (the trainer compiles static
-    shapes); ``--tiny`` compiles with dynamo's ``eager`` backend (graph capture without code
-    generation) to stay fast."""
+    """Room for every (preset, grad mode, batch) graph of one process, all code objects together
+    (the trainer's ``compile_backbone`` raises the per-code limit and compiles static shapes);
+    ``--tiny`` compiles with dynamo's ``eager`` backend (graph capture without code generation) to
+    stay fast."""
     import torch._dynamo
 
     config = torch._dynamo.config
-    for name in ("cache_size_limit", "recompile_limit"):
-        if hasattr(config, name):
-            setattr(config, name, 64)
     for name in ("accumulated_cache_size_limit", "accumulated_recompile_limit"):
         if hasattr(config, name):
             setattr(config, name, 1024)
