@@ -9,21 +9,26 @@ step time, it/s, samples/s, peak memory, FLOPs per step (``torch.utils.flop_coun
 an eager step), TFLOP/s, MFU and the ratio to fm; bf16 autocast, AdamW, EMA, random latents.
 
 1. ``matmul``: the card's measured dense bf16 rate (8192^3 products), the denominator of MFU.
-2. ``train XL/2 b64 compiled``, ``train B/4 b256 compiled``: dde (central DDE, passes in the
-   model's precision, i.e. bf16), fm, dde1 (one-sided) with ``train.compile`` per block, static
-   shapes; ``warmup_s`` includes the compilation. dde and dde1 are profiled (top CUDA kernels and
-   host ops, ``profiles.txt``) and checked for host syncs (``host_syncs``, ``host_sync_sites``).
-3. ``train B/4 b256 compiled+reduce-overhead``, ``train XL/2 b64 compiled+reduce-overhead``: dde,
-   fm, dde1 with CUDA graphs (``train.compile_mode``), dde profiled.
+2. ``fixed costs XL/2``: clip + AdamW and the EMA update on XL/2's parameters, today's recipe side
+   by side with the one before 2026-11-27 (``fixed_costs_section``).
+3. ``train XL/2 b64 compiled+reduce-overhead``, ``train B/4 b256 compiled+reduce-overhead``: per-block
+   ``train.compile`` (static shapes) with CUDA graphs (``train.compile_mode``); modes dde (central
+   DDE, passes in the model's precision, i.e. bf16), fm, dde1 (one-sided), and both at genflow's
+   default mixture (``dde-0.7``, ``dde1-0.7``; the others pin the reference's, ``diffusion_ratio``
+   0.5); ``warmup_s`` includes the compilation. dde is profiled (top CUDA kernels and host ops,
+   ``profiles.txt``) and checked for host syncs (``host_syncs``, ``host_sync_sites``).
 4. ``loop B/4 b256 shapes``: ``Trainer.run`` on the built-in ``shapes`` (32x32) with CUDA graphs,
-   100 steps: samples/s of the whole loop (data, step, logging) against the loader alone.
-5. ``train XL/2 b64 compiled+fsdp2``: FSDP2 on a world of one (NCCL, bf16 parameters, fp32
+   100 steps: samples/s of the whole loop (data, step, logging) against the loader alone, and the
+   graphs dynamo compiled (0: the loop ran eagerly).
+5. ``train XL/2 b64 compiled``, ``train B/4 b256 compiled``: the same without CUDA graphs, dde and
+   dde1 profiled.
+6. ``train XL/2 b64 compiled+fsdp2``: FSDP2 on a world of one (NCCL, bf16 parameters, fp32
    reduction), per-block compile, profiled.
-6. ``train XL/2 b64 eager``, ``train B/4 b256 eager``: fm, dde, dde1, dde-fp32 (fp32 passes), jvp;
+7. ``train XL/2 b64 eager``, ``train B/4 b256 eager``: fm, dde, dde1, dde-fp32 (fp32 passes), jvp;
    ``train XL/2 b64 eager+fsdp2``: fm, dde.
-7. ``accuracy``: DDE error vs a float64 JVP on B/4 (untrained, zero-initialised weights redrawn)
+8. ``accuracy``: DDE error vs a float64 JVP on B/4 (untrained, zero-initialised weights redrawn)
    by epsilon, stencil and pass precision, on this card's bf16 kernels.
-8. ``sampling``: images/s at 1, 4, 16 steps with and without guidance, B/4 and XL/2, eager bf16.
+9. ``sampling``: images/s at 1, 4, 16 steps with and without guidance, B/4 and XL/2, eager bf16.
 
 ``summary`` checks the targets of docs/performance.md (H200 numbers, x0.9 on an H100).
 """
@@ -32,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fnmatch
 import json
 import pathlib
 import statistics
@@ -53,9 +59,9 @@ import train_step
 FULL = (("B/4", 256), ("XL/2", 64))
 TINY = (("debug", 8), ("debug", 4))
 EAGER_MODES = ("fm", "dde", "dde1", "dde-fp32", "jvp")
-COMPILED_MODES = ("dde", "fm", "dde1")
+COMPILED_MODES = ("dde", "fm", "dde1", "dde-0.7", "dde1-0.7")
 FSDP_MODES = ("dde", "fm")
-DDE_MODES = ("dde", "dde1", "dde-fp32")
+DDE_MODES = ("dde", "dde1", "dde-0.7", "dde1-0.7", "dde-fp32")
 #: Targets on an H200 (docs/BENCHMARKS.md); H100 targets are 0.9x the throughputs.
 TARGETS = {"xl2_dde_it_s": 6.0, "b4_dde_it_s": 19.0, "dde_fm_ratio": 1.25, "mfu": 0.45, "xl2_peak_gib": 45.7}
 
@@ -243,6 +249,49 @@ def loop_section(manager: Any, preset: str, batch: int, device: str, precision: 
     return out
 
 
+def fixed_costs_section(manager: Any, preset: str, device: str, repeats: int) -> dict[str, Any]:
+    """The per-step work after the backward pass on ``preset``'s parameters, side by side: today's
+    (gradient norm, AdamW with the clip as its ``grad_scale``, one multi-tensor ``lerp`` per EMA)
+    against the recipe before 2026-11-27 (``clip_grad_norm_``'s extra pass over the gradients,
+    an EMA of three multi-tensor kernels with a device-side skip weight). Milliseconds per step."""
+    from genflow.train.trainer import clip_scale
+
+    setup = train_step.StepSetup(preset=preset, batch=1, device=device)
+    trainer = train_step.build_trainer(manager, setup, "fm", eager=True)
+    params = [p for p in trainer.model.parameters() if p.requires_grad]
+    for p in params:
+        p.grad = torch.randn_like(p) * 1e-3
+    optimizer, ema, dev = trainer.optimizer, trainer.ema, torch.device(device)
+    found_inf = torch.zeros((), device=dev)
+
+    def clip_then_step() -> None:  # before
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.found_inf = found_inf
+        optimizer.grad_scale = None
+        optimizer.step()
+
+    def norm_then_step() -> None:  # today's Trainer.train_step
+        optimizer.grad_scale = clip_scale(torch.nn.utils.get_total_norm([p.grad for p in params]), 1.0)
+        optimizer.found_inf = found_inf
+        optimizer.step()
+
+    @torch.no_grad()
+    def ema_three_kernels() -> None:  # before
+        for average in ema.averages.values():
+            diff = torch._foreach_sub(average.shadow_params, params)
+            torch._foreach_mul_(diff, (1.0 - found_inf) * (1.0 - average.decay))
+            torch._foreach_sub_(average.shadow_params, diff)
+
+    def ms(fn: Callable[[], None]) -> float:
+        return 1e3 * statistics.median(common.time_calls(fn, device=dev, warmup=3, repeats=repeats))
+
+    out = {"preset": preset, "parameters": sum(p.numel() for p in params),
+           "clip_and_adamw_before_ms": ms(clip_then_step), "clip_and_adamw_ms": ms(norm_then_step),
+           "ema_before_ms": ms(ema_three_kernels), "ema_ms": ms(ema.update)}
+    print(common.table([out], list(out)), flush=True)
+    return out
+
+
 def accuracy_section(manager: Any, preset: str, device: str, batch: int) -> list[dict[str, Any]]:
     """DDE vs float64 JVP on an untrained (redrawn) model of ``preset`` with random data."""
     trainer = derivative_accuracy.make_trainer(manager, preset, "random", device, batch=batch)
@@ -307,7 +356,8 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--budget", type=float, default=None, help="seconds after which sections and modes "
                         "are skipped (default 270; --tiny 240)")
     parser.add_argument("--repeats", type=int, default=None, help="timed steps per mode (default 6; --tiny 2)")
-    parser.add_argument("--skip", default="", help="comma-separated section name prefixes to skip")
+    parser.add_argument("--skip", default="", help="comma-separated section names to skip, shell patterns "
+                        "allowed (e.g. 'train * eager*,sampling*')")
     return parser.parse_args(argv)
 
 
@@ -334,7 +384,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     flops: dict[tuple[str, int, str], int | None] = {}
 
     def section(name: str, run: Callable[[], Any]) -> Any:
-        if skip and name.startswith(skip):
+        if any(fnmatch.fnmatchcase(name, pattern) for pattern in skip):
             return None
         return suite.section(name, run)
 
@@ -358,15 +408,16 @@ def main(argv: Sequence[str] | None = None) -> None:
             suite, manager, s, modes, flops, matmul, probe=lambda m: probe(f"{label}_{m}"), probed=probed))
 
     (small, small_batch), (large, large_batch) = presets
-    # The headline figures first (the budget cuts the tail): compiled per block, then with CUDA
-    # graphs (the host-bound B/4 first), FSDP2, eager, accuracy, sampling.
+    section(f"fixed costs {large}", lambda: fixed_costs_section(manager, large, device, 2 * repeats))
+    # The headline figures first (the budget cuts the tail): with CUDA graphs, the training loop,
+    # compiled per block without them, FSDP2, eager, accuracy, sampling.
     for preset, batch in ((large, large_batch), (small, small_batch)):
-        train(setup(preset, batch, compile=True), COMPILED_MODES, probed=("dde", "dde1"))
-    for preset, batch in ((small, small_batch), (large, large_batch)):
         train(setup(preset, batch, compile=True, mode="reduce-overhead"), COMPILED_MODES, probed=("dde",))
     section(f"loop {small} b{small_batch} shapes", lambda: loop_section(
         manager, small, small_batch, device, precision, compile_mode="default" if tiny else "reduce-overhead",
         steps=8 if tiny else 100))
+    for preset, batch in ((large, large_batch), (small, small_batch)):
+        train(setup(preset, batch, compile=True), COMPILED_MODES, probed=("dde", "dde1"))
     train(setup(large, large_batch, fsdp=True, compile=True), FSDP_MODES, probed=("dde",))
     train(setup(large, large_batch), EAGER_MODES)  # the reference's eager memory figure
     train(setup(small, small_batch), EAGER_MODES)

@@ -27,21 +27,16 @@ class EMA:
         return list(self.averages)
 
     @torch.no_grad()
-    def update(self, skip: torch.Tensor | None = None) -> None:
-        """``s <- s - (1 - d) (s - p)`` with torch-ema's warm-up ``d = min(decay, (1 + n) / (10 + n))``,
-        the same arithmetic as ``ExponentialMovingAverage.update`` but as three multi-tensor
-        (``torch._foreach_*``) kernels instead of three per parameter.
-
-        ``skip``: a 0-dim device tensor, 1 to leave the averages unchanged (decided on the device,
-        no host sync; the warm-up count still advances).
+    def update(self) -> None:
+        """``s <- s + (1 - d) (p - s)`` with torch-ema's warm-up ``d = min(decay, (1 + n) / (10 + n))``:
+        ``ExponentialMovingAverage.update``'s arithmetic (equal up to rounding) as one multi-tensor
+        ``lerp`` per decay, one pass over shadows and parameters instead of torch-ema's three
+        kernels per parameter.
         """
         for average in self.averages.values():
             average.num_updates = (average.num_updates or 0) + 1
             decay = min(average.decay, (1 + average.num_updates) / (10 + average.num_updates))
-            weight = 1.0 - decay if skip is None else (1.0 - skip) * (1.0 - decay)  # a device tensor: no sync
-            diff = torch._foreach_sub(average.shadow_params, self.params)
-            torch._foreach_mul_(diff, weight)
-            torch._foreach_sub_(average.shadow_params, diff)
+            torch._foreach_lerp_(average.shadow_params, self.params, 1.0 - decay)
 
     @contextlib.contextmanager
     def applied(self, decay: float | None = None) -> Iterator[nn.Module]:

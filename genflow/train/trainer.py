@@ -99,6 +99,12 @@ def build_optimizer(model: torch.nn.Module, train: cfg.TrainConfig) -> tuple[tor
     return optimizer, LambdaLR(optimizer, lr_lambda(train.schedule, train.warmup_steps, train.steps))
 
 
+def clip_scale(grad_norm: torch.Tensor, max_norm: float) -> torch.Tensor:
+    """``max(1, (|g| + 1e-6) / max_norm)``: dividing the gradients by it is ``clip_grad_norm_``'s
+    clipping (which multiplies them by ``min(1, max_norm / (|g| + 1e-6))``)."""
+    return torch.clamp((grad_norm.float() + 1e-6) / max_norm, min=1.0)  # the fused kernels read float32
+
+
 #: Room for every static graph of a run: per resolution bucket, the main pass and the derivative's.
 RECOMPILE_LIMIT = 64
 
@@ -251,19 +257,26 @@ class Trainer:
             total = total + out.loss.detach().float() / accumulation
             for key, value in out.logs.items():
                 logs[key] = logs.get(key, 0) + value.detach().float() / accumulation
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.train.grad_clip)
-        if hasattr(grad_norm, "full_tensor"):
-            grad_norm = grad_norm.full_tensor()
+        grad_norm = self._grad_norm()
         total = all_reduce_mean(total, self.world)
         skipped = (~(torch.isfinite(total) & torch.isfinite(grad_norm))).float()  # stays on the device
-        # read by the fused AdamW (as torch.amp.GradScaler sets it): 1 leaves parameters and moments
+        # Both read by the fused AdamW (as torch.amp.GradScaler sets them): it divides the gradients
+        # by grad_scale (clipping to norm grad_clip inside its one pass, not in a pass of its own,
+        # as clip_grad_norm_ would) and leaves parameters and moments as they are where found_inf is 1.
+        self.optimizer.grad_scale = clip_scale(grad_norm, self.train.grad_clip)  # type: ignore[attr-defined]
         self.optimizer.found_inf = skipped  # type: ignore[attr-defined]
         self.optimizer.step()
         self.scheduler.step()  # a skipped step still advances the schedule (no host sync to decide)
-        self.ema.update(skip=skipped)
+        self.ema.update()  # after a skipped step: a step towards the unchanged parameters
         self.optimizer.zero_grad(set_to_none=True)
         logs = {k: all_reduce_mean(v, self.world) for k, v in logs.items()}
         return {"loss": total, "grad_norm": grad_norm.detach(), "skipped": skipped, **logs}
+
+    def _grad_norm(self) -> torch.Tensor:
+        """The 2-norm of all gradients together (over every shard under FSDP2), on the device."""
+        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+        grad_norm = torch.nn.utils.get_total_norm(grads)
+        return grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm
 
     # ---------------------------------------------------------------- the loop
 

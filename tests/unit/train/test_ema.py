@@ -1,4 +1,4 @@
-"""The multi-tensor EMA update is torch-ema's update, bit for bit, and its state round-trips."""
+"""The multi-tensor EMA update is torch-ema's update (float64, up to rounding), and its state round-trips."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from tests.unit.train.helpers import train
 
 def _model(seed: int) -> nn.Module:
     torch.manual_seed(seed)
-    model = nn.Sequential(nn.Linear(3, 5), nn.SiLU(), nn.Linear(5, 2))
+    model = nn.Sequential(nn.Linear(3, 5), nn.SiLU(), nn.Linear(5, 2)).double()
     model[0].bias.requires_grad_(False)  # frozen parameters have no average
     return model
 
@@ -28,7 +28,7 @@ def _step(model: nn.Module, seed: int) -> None:
             p.add_(torch.randn(p.shape, generator=g))
 
 
-def test_update_is_torch_ema_bit_for_bit():
+def test_update_is_torch_ema_up_to_rounding():
     model = _model(0)
     params = [p for p in model.parameters() if p.requires_grad]
     ema = EMA(model, (0.9, 0.999))
@@ -42,7 +42,7 @@ def test_update_is_torch_ema_bit_for_bit():
     for decay, reference in references.items():
         assert ema.averages[decay].num_updates == reference.num_updates == 25
         for ours, theirs in zip(ema.averages[decay].shadow_params, reference.shadow_params, strict=True):
-            assert torch.equal(ours, theirs)
+            torch.testing.assert_close(ours, theirs, rtol=1e-14, atol=1e-14)
     assert len(ema.averages[0.9].shadow_params) == 3
 
 
@@ -71,20 +71,6 @@ def test_state_dict_round_trip():
     for ours, theirs in zip(restored.averages[0.99].shadow_params, ema.averages[0.99].shadow_params, strict=True):
         assert torch.equal(ours, theirs)
     assert set(state) == {"0.99/0.weight", "0.99/2.weight", "0.99/2.bias", "0.99/num_updates"}
-
-
-def test_a_skipped_update_leaves_the_averages():
-    model = _model(4)
-    ema = EMA(model, (0.9,))
-    _step(model, 0)
-    ema.update(skip=torch.tensor(0.0))
-    before = [s.clone() for s in ema.averages[0.9].shadow_params]
-    _step(model, 1)
-    ema.update(skip=torch.tensor(1.0))
-    assert all(torch.equal(a, b) for a, b in zip(ema.averages[0.9].shadow_params, before, strict=True))
-    _step(model, 2)
-    ema.update(skip=torch.tensor(0.0))
-    assert not torch.equal(ema.averages[0.9].shadow_params[0], before[0])
 
 
 def test_the_final_weights_file_holds_the_ema_of_the_last_checkpoint(tmp_path):

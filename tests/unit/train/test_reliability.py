@@ -87,3 +87,4 @@ def test_non_finite_steps_are_skipped_then_the_run_stops(manager, tmp_path, monk
     good = checkpoint.latest_checkpoint(tmp_path / "run")
     assert good is not None and good[0] == 5
     assert all(torch.isfinite(p).all() for p in trainer.model.parameters())  # NaN never reached the weights
+    assert all(torch.isfinite(s).all() for a in trainer.ema.averages.values() for s in a.shadow_params)  # nor the EMA
