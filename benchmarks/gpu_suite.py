@@ -15,11 +15,12 @@ an eager step), TFLOP/s, MFU and the ratio to fm; bf16 autocast, AdamW, EMA, ran
    ``train.compile`` (static shapes) with CUDA graphs (``train.compile_mode``); modes dde (central
    DDE, passes in the model's precision, i.e. bf16), fm, dde1 (one-sided), and both at genflow's
    default mixture (``dde-0.7``, ``dde1-0.7``; the others pin the reference's, ``diffusion_ratio``
-   0.5); ``warmup_s`` includes the compilation. dde is profiled (top CUDA kernels and host ops,
-   ``profiles.txt``) and checked for host syncs (``host_syncs``, ``host_sync_sites``).
+   0.5); ``warmup_s`` includes the compilation. dde, dde1 and dde-0.7 are profiled (top CUDA
+   kernels and host ops, ``profiles.txt``) and checked for host syncs (``host_syncs``,
+   ``host_sync_sites``).
 4. ``loop B/4 b256 shapes``: ``Trainer.run`` on the built-in ``shapes`` (32x32) with CUDA graphs,
    100 steps: samples/s of the whole loop (data, step, logging) against the loader alone, and the
-   graphs dynamo compiled (0: the loop ran eagerly).
+   graphs dynamo compiled for it after a reset (0: the loop ran eagerly).
 5. ``train XL/2 b64 compiled``, ``train B/4 b256 compiled``: the same without CUDA graphs, dde and
    dde1 profiled.
 6. ``train XL/2 b64 compiled+fsdp2``: FSDP2 on a world of one (NCCL, bf16 parameters, fp32
@@ -133,9 +134,10 @@ def host_syncs(step: Callable[[], None], device: torch.device) -> dict[str, Any]
     if device.type != "cuda":
         return {}
     sites: list[str] = []
+    armed = False  # only warnings raised by the step count, not deferred ones from before it
 
     def record(message: Any, category: Any, filename: str, lineno: int, *args: Any) -> None:
-        if "synchroniz" not in str(message):
+        if not armed or "synchroniz" not in str(message):
             return
         ours = [f for f in traceback.extract_stack()[:-1] if "genflow" in f.filename or "benchmarks" in f.filename]
         frame = ours[-1] if ours else None
@@ -146,6 +148,7 @@ def host_syncs(step: Callable[[], None], device: torch.device) -> dict[str, Any]
         warnings.showwarning = record
         torch.cuda.set_sync_debug_mode("warn")
         try:
+            armed = True
             step()
             common.synchronize(device)
         finally:
@@ -221,6 +224,7 @@ def loop_section(manager: Any, preset: str, batch: int, device: str, precision: 
                  steps: int) -> dict[str, Any]:
     """The real ``Trainer.run`` (data pipeline, step, logging, final checkpoint and samples) on the
     built-in ``shapes`` at 32x32, against its loader alone (``next`` + the pinned copy to the device)."""
+    import torch._dynamo
     from torch._dynamo.utils import counters
 
     from genflow.train.trainer import Trainer, to_device
@@ -229,6 +233,7 @@ def loop_section(manager: Any, preset: str, batch: int, device: str, precision: 
                                compile=True, data={"name": "shapes", "resolution": 32},
                                train={"steps": steps, "log_every": steps // 4, "compile_mode": compile_mode})
     dev = torch.device(device)
+    torch._dynamo.reset()  # compile this run's own graphs: earlier sections' would be reused uncounted
     with tempfile.TemporaryDirectory() as folder:
         run_dir = pathlib.Path(folder) / "run"
         trainer = Trainer(config, manager, run_dir, progress=False)
@@ -356,6 +361,7 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--budget", type=float, default=None, help="seconds after which sections and modes "
                         "are skipped (default 270; --tiny 240)")
     parser.add_argument("--repeats", type=int, default=None, help="timed steps per mode (default 6; --tiny 2)")
+    parser.add_argument("--modes", default=",".join(COMPILED_MODES), help="modes of the compiled sections")
     parser.add_argument("--skip", default="", help="comma-separated section names to skip, shell patterns "
                         "allowed (e.g. 'train * eager*,sampling*')")
     return parser.parse_args(argv)
@@ -411,13 +417,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     section(f"fixed costs {large}", lambda: fixed_costs_section(manager, large, device, 2 * repeats))
     # The headline figures first (the budget cuts the tail): with CUDA graphs, the training loop,
     # compiled per block without them, FSDP2, eager, accuracy, sampling.
+    compiled_modes = args.modes.split(",")
     for preset, batch in ((large, large_batch), (small, small_batch)):
-        train(setup(preset, batch, compile=True, mode="reduce-overhead"), COMPILED_MODES, probed=("dde",))
+        train(setup(preset, batch, compile=True, mode="reduce-overhead"), compiled_modes,
+              probed=("dde", "dde1", "dde-0.7"))
     section(f"loop {small} b{small_batch} shapes", lambda: loop_section(
         manager, small, small_batch, device, precision, compile_mode="default" if tiny else "reduce-overhead",
         steps=8 if tiny else 100))
     for preset, batch in ((large, large_batch), (small, small_batch)):
-        train(setup(preset, batch, compile=True), COMPILED_MODES, probed=("dde", "dde1"))
+        train(setup(preset, batch, compile=True), compiled_modes, probed=("dde", "dde1"))
     train(setup(large, large_batch, fsdp=True, compile=True), FSDP_MODES, probed=("dde",))
     train(setup(large, large_batch), EAGER_MODES)  # the reference's eager memory figure
     train(setup(small, small_batch), EAGER_MODES)
