@@ -1,12 +1,14 @@
-"""Every performance figure in one call on one GPU, in under 6 minutes; JSON to ``$OUT``.
+"""Every performance figure on one GPU, the headline ones in one call under 6 minutes; JSON to ``$OUT``.
 
     python benchmarks/gpu_suite.py --out "$OUT"           # one H100 / H200
     python benchmarks/gpu_suite.py --tiny --out /tmp/s    # the same sections on CPU, ~1-2 minutes
 
 Sections, in order (each in its own try/except; the JSON is rewritten after each one; sections
-that would start after ``--budget`` seconds are skipped and say so). Every training row: median
-step time, it/s, samples/s, peak memory, FLOPs per step (``torch.utils.flop_counter``, counted on
-an eager step), TFLOP/s, MFU and the ratio to fm; bf16 autocast, AdamW, EMA, random latents.
+that would start after ``--budget`` seconds are skipped and say so: on an H200 the default budget
+ends the call after section 5, in about 5 minutes (sections 1-4 took 168 s on 2026-11-27, section 5
+alone 145 s); the rest need a second call with ``--skip``). Every training row: median step
+time, it/s, samples/s, peak memory, FLOPs per step (``torch.utils.flop_counter``, counted on an
+eager step), TFLOP/s, MFU and the ratio to fm; bf16 autocast, AdamW, EMA, random latents.
 
 1. ``matmul``: the card's measured dense bf16 rate (8192^3 products), the denominator of MFU.
 2. ``fixed costs XL/2``: clip + AdamW and the EMA update on XL/2's parameters, today's recipe side
@@ -21,15 +23,17 @@ an eager step), TFLOP/s, MFU and the ratio to fm; bf16 autocast, AdamW, EMA, ran
 4. ``loop B/4 b256 shapes``: ``Trainer.run`` on the built-in ``shapes`` (32x32) with CUDA graphs,
    100 steps: samples/s of the whole loop (data, step, logging) against the loader alone, and the
    graphs dynamo compiled for it after a reset (0: the loop ran eagerly).
-5. ``train XL/2 b64 compiled``, ``train B/4 b256 compiled``: the same without CUDA graphs, dde and
+5. ``train XL/2 b64 compiled+reduce-overhead+tuned``: fm and dde with ``train.compile_tuning``
+   (inductor's coordinate-descent tuning of its kernels; ~2 minutes of compilation).
+6. ``train XL/2 b64 compiled``, ``train B/4 b256 compiled``: the same without CUDA graphs, dde and
    dde1 profiled.
-6. ``train XL/2 b64 compiled+fsdp2``: FSDP2 on a world of one (NCCL, bf16 parameters, fp32
+7. ``train XL/2 b64 compiled+fsdp2``: FSDP2 on a world of one (NCCL, bf16 parameters, fp32
    reduction), per-block compile, profiled.
-7. ``train XL/2 b64 eager``, ``train B/4 b256 eager``: fm, dde, dde1, dde-fp32 (fp32 passes), jvp;
+8. ``train XL/2 b64 eager``, ``train B/4 b256 eager``: fm, dde, dde1, dde-fp32 (fp32 passes), jvp;
    ``train XL/2 b64 eager+fsdp2``: fm, dde.
-8. ``accuracy``: DDE error vs a float64 JVP on B/4 (untrained, zero-initialised weights redrawn)
+9. ``accuracy``: DDE error vs a float64 JVP on B/4 (untrained, zero-initialised weights redrawn)
    by epsilon, stencil and pass precision, on this card's bf16 kernels.
-9. ``sampling``: images/s at 1, 4, 16 steps with and without guidance, B/4 and XL/2, eager bf16.
+10. ``sampling``: images/s at 1, 4, 16 steps with and without guidance, B/4 and XL/2, eager bf16.
 
 ``summary`` checks the targets of docs/performance.md (H200 numbers, x0.9 on an H100).
 """
@@ -398,10 +402,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     result["matmul_tflops"] = matmul / 1e12 if matmul else None
 
     def setup(preset: str, batch: int, *, compile: bool = False, fsdp: bool = False,
-              mode: str = "default") -> train_step.StepSetup:
+              mode: str = "default", tuning: bool = False) -> train_step.StepSetup:
         # FSDP2 runs bf16 parameters (fp32 reduction) instead of autocast
         return train_step.StepSetup(preset=preset, batch=batch, device=device, compile=compile, compile_mode=mode,
-                                    fsdp=fsdp, fsdp_bf16=fsdp, precision="fp32" if fsdp else precision,
+                                    compile_tuning=tuning, fsdp=fsdp, fsdp_bf16=fsdp, precision="fp32" if fsdp else precision,
                                     warmup=3 if compile else 2, repeats=repeats)
 
     def probe(name: str) -> Callable[[Callable[[], None]], Mapping[str, Any]]:
@@ -424,6 +428,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     section(f"loop {small} b{small_batch} shapes", lambda: loop_section(
         manager, small, small_batch, device, precision, compile_mode="default" if tiny else "reduce-overhead",
         steps=8 if tiny else 100))
+    train(setup(large, large_batch, compile=True, mode="reduce-overhead", tuning=True), ("fm", "dde"))
     for preset, batch in ((large, large_batch), (small, small_batch)):
         train(setup(preset, batch, compile=True), compiled_modes, probed=("dde", "dde1"))
     train(setup(large, large_batch, fsdp=True, compile=True), FSDP_MODES, probed=("dde",))

@@ -37,6 +37,7 @@ class StepSetup:
     precision: str = "fp32"
     compile: bool = False
     compile_mode: str = "default"
+    compile_tuning: bool = False
     fsdp: bool = False
     fsdp_bf16: bool = False
     warmup: int = 2
@@ -44,10 +45,12 @@ class StepSetup:
 
     @property
     def variant(self) -> str:
-        """``eager`` / ``compiled`` (``+<mode>``: a ``torch.compile`` mode), with ``+fsdp2`` for the sharded path."""
+        """``eager`` / ``compiled`` (``+<mode>``: a ``torch.compile`` mode; ``+tuned``: with
+        ``train.compile_tuning``), with ``+fsdp2`` for the sharded path."""
         name = "eager"
         if self.compile:
             name = "compiled" + ("" if self.compile_mode == "default" else f"+{self.compile_mode}")
+            name += "+tuned" if self.compile_tuning else ""
         return name + ("+fsdp2" if self.fsdp else "")
 
 
@@ -56,7 +59,8 @@ def build_trainer(manager: PluginManager, setup: StepSetup, mode: str, *, eager:
     config = common.run_config(manager, preset=setup.preset, mode=mode, batch=setup.batch, device=setup.device,
                                precision=setup.precision, compile=setup.compile and not eager,
                                fsdp_bf16=setup.fsdp_bf16 and not eager,
-                               train={} if eager else {"compile_mode": setup.compile_mode})
+                               train={} if eager else {"compile_mode": setup.compile_mode,
+                                                       "compile_tuning": setup.compile_tuning})
     device = torch.device(setup.device)
     world = common.fsdp_world(device) if setup.fsdp and not eager else None
     return common.BenchTrainer(config, manager, world=world)
@@ -181,6 +185,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--compile", action="store_true", help="torch.compile each block")
     parser.add_argument("--compile-mode", default="default",
                         choices=["default", "reduce-overhead", "max-autotune-no-cudagraphs"])
+    parser.add_argument("--tuning", action="store_true", help="train.compile_tuning (with --compile)")
     parser.add_argument("--fsdp", action="store_true", help="FSDP2 on a world of one (bf16 params)")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=10, help="timed steps (CPU: interleaved rounds)")
@@ -192,7 +197,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     setup = StepSetup(preset=args.preset, batch=args.batch, device=args.device, precision=args.precision,
-                      compile=args.compile, compile_mode=args.compile_mode,
+                      compile=args.compile, compile_mode=args.compile_mode, compile_tuning=args.tuning,
                       fsdp=args.fsdp, fsdp_bf16=args.fsdp, warmup=args.warmup,
                       repeats=args.repeats)
     rows = measure(common.plugin_manager(), setup, args.modes.split(","))

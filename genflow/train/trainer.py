@@ -109,20 +109,25 @@ def clip_scale(grad_norm: torch.Tensor, max_norm: float) -> torch.Tensor:
 RECOMPILE_LIMIT = 64
 
 
-def compile_backbone(model: Backbone, mode: str) -> None:
+def compile_backbone(model: Backbone, mode: str, *, tuning: bool = False) -> None:
     """``torch.compile`` in place, each FSDP unit on its own (the whole backbone if it has none).
     (One graph of the whole XL/2 compiled 4x longer and ran no faster on an H200.)
 
     Static shapes: a run feeds a few batch shapes (the main pass, the derivative's passes over the
     ``t != r`` rows), each compiled once; dynamo's automatic dynamic shapes would instead trace one
     symbolic-shape graph for all of them at the second shape, with more host work per call.
-    Sampling and FLOP counting run eagerly (``eager_calls``).
+    Sampling and FLOP counting run eagerly (``eager_calls``). ``tuning`` adds inductor's
+    coordinate-descent tuning of its generated kernels' launch settings to ``mode``'s options.
     """
     import torch._dynamo
+    import torch._inductor
 
     torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
+    # torch.compile takes a mode or inductor options, not both
+    how: dict[str, Any] = ({"options": {**torch._inductor.list_mode_options(mode), "coordinate_descent_tuning": True}}
+                           if tuning else {"mode": None if mode == "default" else mode})
     for unit in model.fsdp_units() or [model]:
-        unit.compile(mode=None if mode == "default" else mode, dynamic=False)
+        unit.compile(dynamic=False, **how)
 
 
 def eager_calls() -> contextlib.AbstractContextManager[Any]:
@@ -183,7 +188,7 @@ class Trainer:
         if self.train.activation_checkpointing:
             checkpoint_units(model)
         if self.train.compile:
-            compile_backbone(model, self.train.compile_mode)
+            compile_backbone(model, self.train.compile_mode, tuning=self.train.compile_tuning)
         return model
 
     def _channels_last(self, model: Backbone) -> bool:

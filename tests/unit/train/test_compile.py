@@ -6,6 +6,7 @@ import pathlib
 
 import pytest
 import torch
+from genflow_tim.dit import PRESETS
 
 from genflow import config as cfg
 from genflow.errors import ConfigError
@@ -44,6 +45,17 @@ def test_each_block_is_compiled_with_the_mode(manager, tmp_path, eager_backend):
     blocks = trainer.model.fsdp_units()
     assert blocks and all(_compiled(b) for b in blocks) and not _compiled(trainer.model)
     assert len(eager_backend) == len(blocks) and all(call["mode"] == "reduce-overhead" for call in eager_backend)
+
+
+def test_tuning_adds_coordinate_descent_to_the_modes_options(manager, tmp_path, eager_backend):
+    _trainer(manager, tmp_path / "a", "train.compile=true", "train.compile_mode=reduce-overhead",
+             "train.compile_tuning=true")
+    _trainer(manager, tmp_path / "b", "train.compile=true", "train.compile_tuning=true")
+    blocks = PRESETS["debug"].depth
+    tuned_cudagraphs = {"triton.cudagraphs": True, "coordinate_descent_tuning": True}
+    tuned = {"coordinate_descent_tuning": True}
+    assert [c["options"] for c in eager_backend] == [tuned_cudagraphs] * blocks + [tuned] * blocks
+    assert all("mode" not in c for c in eager_backend)
 
 
 def test_compiled_steps_equal_eager_steps(manager, tmp_path, eager_backend):
