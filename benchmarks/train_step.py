@@ -23,6 +23,7 @@ from typing import Any
 import attrs
 import common
 import torch
+import torch._dynamo
 
 from genflow.plugins import PluginManager
 
@@ -135,8 +136,16 @@ Probe = Callable[[Callable[[], None]], Mapping[str, Any]]
 def measure_one(manager: PluginManager, setup: StepSetup, mode: str, flops: int | None = None, *,
                 probe: Probe | None = None) -> dict[str, Any]:
     """One mode on its own (CUDA): build, warm up (compilation included, timed as ``warmup_s``),
-    time, record peak memory, free. ``probe(step)`` may add figures (e.g. a profile) before freeing."""
+    time, record peak memory, free. ``probe(step)`` may add figures (e.g. a profile) before freeing.
+
+    Compiled modes start from a dynamo reset: earlier modes' compiled variants of the blocks (each
+    call checks their guards) and CUDA graphs (their memory pools stay allocated) would otherwise
+    burden the later modes' host time and peak memory; compiled code comes back from inductor's
+    on-disk cache."""
     device = torch.device(setup.device)
+    if setup.compile:
+        torch._dynamo.reset()
+        common.free_memory()
     before = common.allocated_gib(device)  # leftovers of earlier modes would show here
     trainer = build_trainer(manager, setup, mode)
     step = trainer.stepper()
