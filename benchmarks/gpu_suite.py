@@ -5,8 +5,9 @@
 
 Sections, in order (each in its own try/except; the JSON is rewritten after each one; sections
 that would start after ``--budget`` seconds are skipped and say so: on an H200 the default budget
-ends the call after section 5, in about 5 minutes (sections 1-4 took 168 s on 2026-11-27, section 5
-alone 145 s); the rest need a second call with ``--skip``). Every training row: median step
+ends the call after section 5, in 5-6 minutes (on 2026-11-27, before each compiled mode started
+from a dynamo reset, sections 1-4 took 168 s, section 5 alone 145 s); the rest need a second call
+with ``--skip``). Every training row: median step
 time, it/s, samples/s, peak memory, FLOPs per step (``torch.utils.flop_counter``, counted on an
 eager step), TFLOP/s, MFU and the ratio to fm; bf16 autocast, AdamW, EMA, random latents.
 
