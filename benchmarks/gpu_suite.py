@@ -7,9 +7,9 @@ Sections, in order (each in its own try/except; the JSON is rewritten after each
 that would start after ``--budget`` seconds are skipped and say so: on an H200 the default budget
 ends the call after section 5, in 5-6 minutes (on 2026-11-27, before each compiled mode started
 from a dynamo reset, sections 1-4 took 168 s, section 5 alone 145 s); the rest need a second call
-with ``--skip``). Every training row: median step
-time, it/s, samples/s, peak memory, FLOPs per step (``torch.utils.flop_counter``, counted on an
-eager step), TFLOP/s, MFU and the ratio to fm; bf16 autocast, AdamW, EMA, random latents.
+with ``--skip``). Every training row: median step time, it/s, samples/s, peak memory, FLOPs per
+step (``torch.utils.flop_counter``, counted on an eager step), TFLOP/s, MFU and the ratio to fm;
+bf16 autocast, AdamW, EMA, random latents.
 
 1. ``matmul``: the card's measured dense bf16 rate (8192^3 products), the denominator of MFU.
 2. ``fixed costs XL/2``: clip + AdamW and the EMA update on XL/2's parameters, today's recipe side
