@@ -134,18 +134,20 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(to_toml(config), end="")
         return 0
     from genflow.text.setup import resolve_tokenizer
-    from genflow.train.distributed import shutdown_world
+    from genflow.train.distributed import exit_rank, shutdown_world
     from genflow.train.trainer import Trainer
 
     config = resolve_tokenizer(config, manager)  # captioned data: record (or train) the tokenizer
     trainer = Trainer(config, manager, run_dir, resume=args.resume, progress=not args.no_progress)
     step = trainer.run()
-    shutdown_world()
-    if trainer.stopped_by:
-        return 128 + trainer.stopped_by  # the shell's convention for "ended by signal N"
-    if trainer.world.is_main:
+    # 128 + N: the shell's convention for "ended by signal N"
+    code = 128 + trainer.stopped_by if trainer.stopped_by else 0
+    if not code and trainer.world.is_main:
         print(f"genflow: trained to step {step}; run folder: {run_dir}")
-    return 0
+    if trainer.world.distributed:
+        exit_rank(code)
+    shutdown_world()
+    return code
 
 
 def _relaunch_with_torchrun(nproc: int) -> int:

@@ -290,10 +290,7 @@ class Trainer:
         final step. ``self.stopped_by`` is the signal number that stopped the run early, else 0."""
         with StopRequest() as stop:
             step = self._run(stop)
-        # gloo's worker threads release a finished collective's tensors after its caller has moved
-        # on; one still doing so when the interpreter exits aborts the process ("terminate called
-        # without an active exception"). The barrier's round trip gives them that time.
-        barrier(self.world)
+        barrier(self.world)  # every rank past its last collective before any leaves (cli.cmd_train)
         return step
 
     def _run(self, stop: StopRequest) -> int:

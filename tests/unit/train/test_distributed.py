@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
@@ -59,3 +60,10 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path):
     straight, resumed = final_weights(tmp_path / "straight"), final_weights(tmp_path / "killed")
     for name, value in straight.items():
         assert torch.equal(resumed[name], value), name
+
+
+def test_a_rank_exits_with_its_code_and_its_output_flushed():
+    """``exit_rank`` skips the interpreter's teardown (``os._exit``) but not what was printed."""
+    script = "from genflow.train.distributed import exit_rank; print('written', end=''); exit_rank(3)"
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert (proc.returncode, proc.stdout) == (3, "written")
