@@ -113,4 +113,5 @@ def genflow_checkpoint_saved(step: int, path: Any) -> None:
 
 @hookspec
 def genflow_train_end(step: int, run_dir: Any) -> None:
-    """Training finished normally."""
+    """Training finished normally. Finish any work here: a multi-rank run's processes then exit
+    without the interpreter's teardown (no atexit handlers)."""

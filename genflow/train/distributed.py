@@ -69,7 +69,8 @@ def exit_rank(code: int) -> NoReturn:
     Python has seen while the interpreter finalizes needs the GIL, which finalization no longer
     hands out, and the process aborts ("terminate called without an active exception": about 1
     multi-rank run in 20 before the final barrier, still seen in CI after it). Everything a run
-    writes is closed when ``Trainer.run`` returns, so the skipped teardown loses nothing.
+    writes is closed when ``Trainer.run`` returns, so the skipped teardown loses nothing; atexit
+    handlers do not run (plugins finish their work in the ``genflow_train_end`` hook).
     """
     shutdown_world()
     sys.stdout.flush()
