@@ -281,7 +281,7 @@ def fixed_costs_section(manager: Any, preset: str, device: str, repeats: int) ->
         optimizer.step()
 
     def norm_then_step() -> None:  # today's Trainer.train_step
-        optimizer.grad_scale = clip_scale(torch.nn.utils.get_total_norm([p.grad for p in params]), 1.0)
+        optimizer.grad_scale = clip_scale(trainer._grad_norm(), 1.0)
         optimizer.found_inf = found_inf
         optimizer.step()
 
