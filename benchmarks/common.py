@@ -144,7 +144,7 @@ def run_config(manager: PluginManager, *, preset: str, mode: str, batch: int, de
                precision: str = "fp32", compile: bool = False, fsdp_bf16: bool = False,
                num_classes: int = 16, backbone_options: Mapping[str, Any] | None = None,
                data: Mapping[str, Any] | None = None, train: Mapping[str, Any] | None = None) -> RunConfig:
-    """A resolved run config for ``preset`` x ``mode`` with the reference's optimiser (TIM.md s10).
+    """A resolved run config for ``preset`` x ``mode`` with the reference's optimiser (docs/math.md s10).
 
     ``data`` replaces the random-data table (e.g. ``{"name": "shapes", ...}``); ``train`` and
     ``backbone_options`` update the trainer and backbone tables."""

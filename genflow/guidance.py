@@ -71,7 +71,7 @@ def guidance_active(cond: Condition, guidance: float) -> bool:
 def guided_forward(
     backbone: Backbone, x_t: Tensor, t: Tensor, r: Tensor, cond: Condition, null: Condition, guidance: float
 ) -> Tensor:
-    """``F = F_u + w (F_c - F_u)`` (TIM.md section 7, step 1) as one batched 2N call."""
+    """``F = F_u + w (F_c - F_u)`` (docs/math.md section 7, step 1) as one batched 2N call."""
     out = backbone(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([r, r]), Condition.cat([cond, null]))
     F_c, F_u = out.chunk(2)
     return F_u + guidance * (F_c - F_u)

@@ -1,6 +1,6 @@
 """The abstract interfaces every genflow plugin implements.
 
-Conventions (TIM.md section 1): ``t = 0`` is data, ``t = 1`` is noise; per-sample times are 1-D
+Conventions (docs/math.md section 1): ``t = 0`` is data, ``t = 1`` is noise; per-sample times are 1-D
 tensors of shape ``(N,)``; data tensors are ``(N, D)`` (low-dimensional) or ``(N, C, H, W)``.
 The core never imports a plugin: it only talks to these classes.
 """
@@ -103,10 +103,10 @@ class DataSpec:
 
 
 class Path(abc.ABC):
-    """An interpolant ``x_t = alpha_t x + sigma_t z`` (TIM.md section 1).
+    """An interpolant ``x_t = alpha_t x + sigma_t z`` (docs/math.md section 1).
 
     ``t_max`` is the noise end of the time interval (1 for the linear path, pi/2 for TrigFlow).
-    The transition ``x_r = A_{t,r} x_t + B_{t,r} F`` (TIM.md section 2) is part of the path.
+    The transition ``x_r = A_{t,r} x_t + B_{t,r} F`` (docs/math.md section 2) is part of the path.
     """
 
     t_max: float = 1.0
@@ -136,7 +136,7 @@ class Path(abc.ABC):
         return expand_like(self.d_alpha(t), x) * x + expand_like(self.d_sigma(t), x) * z
 
     def transition(self, x_t: Tensor, F: Tensor, t: Tensor, r: Tensor) -> Tensor:
-        """Apply one transition step ``x_r = A_{t,r} x_t + B_{t,r} F`` (TIM.md section 2)."""
+        """Apply one transition step ``x_r = A_{t,r} x_t + B_{t,r} F`` (docs/math.md section 2)."""
         A, B, _ = self.transition_coefficients(t, r)
         return expand_like(A, x_t) * x_t + expand_like(B, x_t) * F
 

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 def sinusoid(t: Tensor, dim: int, max_period: float = 10000.0) -> Tensor:
     """``[cos(t w_i), sin(t w_i)]``, ``w_i = max_period^(-i / (dim / 2))``; ``(N,)`` -> ``(N, dim)``.
 
-    ``t`` is the raw time in ``[0, 1]`` (TIM.md sections 4 and 9). Computed in at least float32 and
+    ``t`` is the raw time in ``[0, 1]`` (docs/math.md sections 4 and 9). Computed in at least float32 and
     in float64 when ``t`` is float64, so finite differences in float64 stay exact.
     """
     dtype = torch.promote_types(t.dtype, torch.float32)
@@ -22,7 +22,7 @@ def sinusoid(t: Tensor, dim: int, max_period: float = 10000.0) -> Tensor:
 
 
 class TimestepEmbedder(nn.Module):
-    """``phi(t)``: sinusoid -> Linear -> SiLU -> Linear (TIM.md section 9)."""
+    """``phi(t)``: sinusoid -> Linear -> SiLU -> Linear (docs/math.md section 9)."""
 
     def __init__(self, dim: int, frequency_dim: int = 256) -> None:
         super().__init__()

@@ -10,13 +10,13 @@ from torch import Tensor
 
 def logit_normal(n: int, mean: float, std: float, *, generator: torch.Generator, device: torch.device | str = "cpu",
                  dtype: torch.dtype = torch.float32) -> Tensor:
-    """``t = sigmoid(m)``, ``m ~ N(mean, std^2)`` (TIM.md section 5, step 1); shape ``(n,)``."""
+    """``t = sigmoid(m)``, ``m ~ N(mean, std^2)`` (docs/math.md section 5, step 1); shape ``(n,)``."""
     m = torch.randn(n, generator=generator, device=device, dtype=dtype) * std + mean
     return torch.sigmoid(m)
 
 
 def shift_factor(sample_shape: tuple[int, ...], base_resolution: int) -> float:
-    """``s = sqrt(n_tokens / n_base)`` (TIM.md section 5, step 4) for an image ``(C, H, W)``.
+    """``s = sqrt(n_tokens / n_base)`` (docs/math.md section 5, step 4) for an image ``(C, H, W)``.
 
     The token count ratio does not depend on the patch size: ``H W / base^2``. Returns 1 (no
     shift) when ``base_resolution`` is 0 or the data is not an image.

@@ -1,5 +1,5 @@
 """Resolution generalisation (issue "science", item 5): a run trained on shapes at ``R x R`` (e.g. 32),
-sampled at 1.5 R and 2 R (48, 64) with and without the resolution shift of TIM.md sections 5 and 7.
+sampled at 1.5 R and 2 R (48, 64) with and without the resolution shift of docs/math.md sections 5 and 7.
 
 The shift ``t -> s t / (1 + (s - 1) t)``, ``s = sqrt(n_tokens / n_base)``, moves the sampler's time
 grid towards noise at larger sizes (more pixels carry more signal at the same noise level). The

@@ -68,7 +68,7 @@ TOY_EVAL = [1, 2, 4, 8, 16, 32, 64, 128]
 SHAPES = ["--config", "shapes-science"]
 SHAPES_STEPS = 1000
 SHAPES_EVAL = [1, 2, 4, 8, 16, 32, 64, 128]
-#: The reference's loss (TIM.md s6): per-sample adaptive weighting, directional term, t = max of two draws.
+#: The reference's loss (docs/math.md s6): per-sample adaptive weighting, directional term, t = max of two draws.
 REFERENCE_LOSS = {f"objective.{k}": v for k, v in tim_objective.REFERENCE_LOSS.items()}
 
 

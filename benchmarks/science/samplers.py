@@ -8,7 +8,7 @@ differences to the run's own sampler on the same run, to ``benchmarks/results/sc
 - ``--name diagonal --sampler euler``: TiM's short-gap transitions ``F(x_t, t, r)`` against Euler
   steps on its diagonal ``F(x_t, t, t)`` (its velocity): which one many-step quality is made of.
 - ``--name stochastic --sampler transition:stochasticity=0.5``: the stochastic transition sampler
-  (TIM.md s7, step 3) against the deterministic one.
+  (docs/math.md s7, step 3) against the deterministic one.
 
     python benchmarks/science/samplers.py RUN_DIR [RUN_DIR ...] --name NAME --sampler SPEC [--sampler SPEC ...]
                                           [--steps 4,16,64,128] [--num 500]

@@ -1,7 +1,7 @@
 """Where a toy2d model is wrong: its transition ``F(x_t, t, r)`` against the exact one, by ``t`` and gap.
 
 For a Gaussian-mixture ``toy2d`` run, the exact transition velocity is
-``F*(x_t, t, r) = (x_t - Phi(x_t, t -> r)) / (t - r)`` (the flow map of TIM.md section 8, an RK4 solve of
+``F*(x_t, t, r) = (x_t - Phi(x_t, t -> r)) / (t - r)`` (the flow map of docs/math.md section 8, an RK4 solve of
 the analytic marginal velocity), and ``F*(x_t, t, t) = u(x_t, t)``. ``x_t`` is drawn from the true
 marginal (data + noise on the run's path). Prints the relative mean squared error
 ``|F - F*|^2`` (mean and median over samples) on a grid of ``t`` and of gaps ``t - r``.

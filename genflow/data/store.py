@@ -1,4 +1,4 @@
-"""The zarr latent store (DESIGN.md section 5): format, locations and validated reading.
+"""The zarr latent store (docs/data.md): format, locations and validated reading.
 
 A store is a zarr v3 group reached through fsspec: a local path, ``file://``, ``memory://``,
 ``s3://`` (with s3fs) or any fsspec URL, and zip archives (``zip::<url>`` or a path ending in

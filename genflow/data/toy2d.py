@@ -1,7 +1,7 @@
 """``toy2d``: seeded low-dimensional distributions with exact samplers (no download).
 
 ``gaussians8`` (eight Gaussians on a circle) and ``gaussian`` (one isotropic Gaussian, the
-oracle of TIM.md section 8) are Gaussian mixtures, so their marginal velocity is analytic
+oracle of docs/math.md section 8) are Gaussian mixtures, so their marginal velocity is analytic
 (:meth:`Toy2D.mixture`); ``checkerboard`` and ``rings`` are exact samplers only.
 """
 

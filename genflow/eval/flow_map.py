@@ -9,10 +9,10 @@ For data ``x ~ (1/K) sum_k N(m_k, s^2 I)`` and an interpolant ``x_t = alpha_t x 
 
 and the posterior ``w_k(x_t) = softmax_k(-|x_t - alpha_t m_k|^2 / (2 V_t))`` (equal weights, shared
 ``V_t``). The marginal velocity is ``u(x_t, t) = alpha_t' E[x | x_t] + sigma_t' E[z | x_t]``
-(TIM.md sections 1 and 8; for one Gaussian at 0 on the linear path it is ``V'(t) / (2 V(t)) x_t``).
+(docs/math.md sections 1 and 8; for one Gaussian at 0 on the linear path it is ``V'(t) / (2 V(t)) x_t``).
 The flow map ``Phi`` from ``t_max`` to 0 solves ``dx/dt = u(x, t)`` backwards in time; classical RK4
 in float64 with 256 steps keeps its error near 1e-7, negligible next to any model's (validated against
-``scipy.integrate.solve_ivp`` and the closed form of TIM.md section 8 in the tests).
+``scipy.integrate.solve_ivp`` and the closed form of docs/math.md section 8 in the tests).
 """
 
 from __future__ import annotations

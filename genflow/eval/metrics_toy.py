@@ -56,7 +56,7 @@ class TransitionErrorConfig:
 
 class TransitionError(Metric):
     """Mean per-sample distance ``|x_N(z) - Phi(z)|`` between each sample and the exact flow map of
-    the noise it came from (TIM.md section 8): zero for a perfect sampler at every step count.
+    the noise it came from (docs/math.md section 8): zero for a perfect sampler at every step count.
 
     Applies to ``toy2d`` Gaussian mixtures (``gaussians8``, ``gaussian``), whose marginal velocity is
     analytic (:mod:`genflow.eval.flow_map`); the flow map is solved on the run's own path.

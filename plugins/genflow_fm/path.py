@@ -1,4 +1,4 @@
-"""The linear (optimal-transport) path ``x_t = (1 - t) x + t z`` (TIM.md section 1)."""
+"""The linear (optimal-transport) path ``x_t = (1 - t) x + t z`` (docs/math.md section 1)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from genflow.interfaces import Path
 
 
 class LinearPath(Path):
-    """``alpha_t = 1 - t``, ``sigma_t = t``; transition ``x_r = x_t - (t - r) F`` (TIM.md section 2)."""
+    """``alpha_t = 1 - t``, ``sigma_t = t``; transition ``x_r = x_t - (t - r) F`` (docs/math.md section 2)."""
 
     t_max = 1.0
 

@@ -13,7 +13,7 @@ from genflow.timesteps import resolution_shift, shift_factor
 
 @attrs.frozen(kw_only=True)
 class ODESamplerConfig:
-    """``base_resolution`` > 0 applies the resolution shift to the time grid (TIM.md section 5)."""
+    """``base_resolution`` > 0 applies the resolution shift to the time grid (docs/math.md section 5)."""
 
     base_resolution: int = 0
 

@@ -5,7 +5,7 @@ padding positions (``text_mask`` False) are excluded by a key padding mask. A le
 key/value pair is always visible, so a row without any real token (the empty caption, the null
 condition of classifier-free guidance, or no text at all) is well defined and equals "attend to
 nothing": the empty caption and a dropped caption give the same output, and padding never does.
-Per-head qk RMSNorm as in the self-attention (TIM.md section 9); no positions on the text side
+Per-head qk RMSNorm as in the self-attention (docs/math.md section 9); no positions on the text side
 (the encoder put them in its states). The output projection starts at zero, so a text block begins
 as the identity and the pretrained-free model starts like the unconditional one.
 """

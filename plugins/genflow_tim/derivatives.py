@@ -1,5 +1,5 @@
 """Time-derivative providers ``dde`` (finite differences: central, or one-sided reusing the main
-pass) and ``jvp`` (forward-mode AD), TIM.md section 4.
+pass) and ``jvp`` (forward-mode AD), docs/math.md section 4.
 
 All compute ``dF/dt``, the total derivative of ``fn(x(t), t)`` along the tangent ``(dx_dt, 1)``
 (``r`` and the condition are closed over by ``fn``, so ``dr/dt = 0``), detached, without
@@ -58,7 +58,7 @@ def replayed_rng(device: torch.device, snapshot: list[Tensor]) -> Iterator[None]
 class DdeConfig:
     """Options of the ``dde`` provider (defaults justified by the accuracy tables of docs/performance.md).
 
-    ``epsilon``: half-width ``e`` of the central difference (TIM.md section 4, ``e = 0.005``), or
+    ``epsilon``: half-width ``e`` of the central difference (docs/math.md section 4, ``e = 0.005``), or
     the step of the one-sided one. At 0.005 the truncation error, a systematic bias of the target,
     stays below 0.4% of ``dF/dt`` on trained models; larger ``e`` shrinks bf16 rounding noise
     (zero-mean, so it averages out in the regression) at the price of that bias.
@@ -112,7 +112,7 @@ def one_sided_step(t: Tensor, t_min: Tensor, t_max: float, epsilon: float) -> Te
 
 
 class DDE(Derivative):
-    """``dF/dt ~ [F(x_t + (b - t) dx, b) - F(x_t + (a - t) dx, a)] / (b - a)``, ``b - a = 2e`` (TIM.md s4).
+    """``dF/dt ~ [F(x_t + (b - t) dx, b) - F(x_t + (a - t) dx, a)] / (b - a)``, ``b - a = 2e`` (docs/math.md s4).
 
     Only forward passes: works with fused attention, activation checkpointing and FSDP. On the
     linear path ``x_t + s v_t`` is exactly the re-interpolation ``x_{t+s}`` from the same ``(x, z)``.
@@ -216,7 +216,7 @@ class DDE(Derivative):
 
 
 class JVP(Derivative):
-    """``dF/dt = torch.func.jvp(F, (x_t, t), (dx_dt, 1))`` (TIM.md section 4): exact up to float error.
+    """``dF/dt = torch.func.jvp(F, (x_t, t), (dx_dt, 1))`` (docs/math.md section 4): exact up to float error.
 
     Runs attention on PyTorch's math SDPA backend (the fused kernels have no forward-mode AD) and
     cannot see through FSDP2 / DDP wrappers: ``check_backbone`` refuses those and names ``dde``.

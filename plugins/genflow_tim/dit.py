@@ -1,15 +1,15 @@
-"""``tim-dit``: the interval-aware DiT of Transition Models (TIM.md section 9).
+"""``tim-dit``: the interval-aware DiT of Transition Models (docs/math.md section 9).
 
 A DiT over patch tokens of any size (native resolution) that reads the time pair ``(t, r)``:
 
 - patch embedding without absolute positions; 2D axial RoPE on queries and keys after a per-head
   qk-norm (RMSNorm), so any ``H x W`` multiple of the patch size works;
 - decoupled embeddings ``c = phi_t(t) + phi_dt(t - r) [+ class]``, two independent sinusoid -> MLP
-  embedders fed raw ``t`` in ``[0, 1]`` (TIM.md section 4: ``1000 t`` breaks DDE);
+  embedders fed raw ``t`` in ``[0, 1]`` (docs/math.md section 4: ``1000 t`` breaks DDE);
 - interval-aware attention ``qkv = W LN_mod(h) + b + W' phi_dt(t - r)``;
 - LoRA-AdaLN: per-block low-rank SwiGLU ``D -> rank -> 6D``, zero-initialised (adaLN-zero);
 - SwiGLU MLP with hidden ``floor(8D / 3)``;
-- with captions (``DataSpec.text``, text-to-image XL/1 of TIM.md section 9): per-block
+- with captions (``DataSpec.text``, text-to-image XL/1 of docs/math.md section 9): per-block
   cross-attention to the text-encoder states between self-attention and MLP, with key padding
   masks and a learned null token (:mod:`genflow_tim.cross_attention`), and the pooled caption added
   to ``c`` (``text_pooled``). Nothing of this exists without captions.
@@ -46,13 +46,13 @@ class Preset:
     adaln_rank: int
 
 
-#: TIM.md section 9: B/4 and XL/2 are the reference's class-conditional presets.
+#: docs/math.md section 9: B/4 and XL/2 are the reference's class-conditional presets.
 PRESETS: dict[str, Preset] = {
     "debug": Preset(hidden_size=64, depth=2, heads=4, patch_size=2, adaln_rank=32),
     "S": Preset(hidden_size=384, depth=12, heads=6, patch_size=2, adaln_rank=128),
     "B/4": Preset(hidden_size=768, depth=12, heads=12, patch_size=4, adaln_rank=256),
     "XL/2": Preset(hidden_size=1152, depth=28, heads=16, patch_size=2, adaln_rank=384),
-    # Text-to-image (TIM.md section 9): XL at patch 1, for 32x-compressed latents; add captions
+    # Text-to-image (docs/math.md section 9): XL at patch 1, for 32x-compressed latents; add captions
     # for the per-block cross-attention.
     "XL/1": Preset(hidden_size=1152, depth=28, heads=16, patch_size=1, adaln_rank=384),
 }
@@ -190,7 +190,7 @@ def apply_rope(x: Tensor, rope: tuple[Tensor, Tensor]) -> Tensor:
 class IntervalAwareAttention(nn.Module):
     """Self-attention whose q, k, v also read the interval embedding ``phi_dt(t - r)``.
 
-    TIM.md section 9: ``qkv = W LN_mod(h) + b + W' phi_dt(t - r)``, ``W'`` bias-free and broadcast
+    docs/math.md section 9: ``qkv = W LN_mod(h) + b + W' phi_dt(t - r)``, ``W'`` bias-free and broadcast
     over tokens; then per-head qk RMSNorm and 2D RoPE on q and k.
     """
 
@@ -235,7 +235,7 @@ class TiMBlock(nn.Module):
             self.cross = TextCrossAttention(dim, text_dim, heads)
         self.norm2 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
         self.mlp = SwiGLU(dim, (8 * dim) // 3, dim)  # hidden floor(8D/3)
-        # TIM.md section 9: LoRA-AdaLN, low-rank SwiGLU D -> rank -> 6D.
+        # docs/math.md section 9: LoRA-AdaLN, low-rank SwiGLU D -> rank -> 6D.
         self.adaln = SwiGLU(dim, adaln_rank, 6 * dim)
 
     def init_weights(self) -> None:
@@ -251,7 +251,7 @@ class TiMBlock(nn.Module):
         # LayerNorm outputs float32 under CUDA autocast; modulating in the residual stream's dtype
         # keeps bf16 (not fp32) copies for the backward pass and halves this elementwise traffic.
         h = h + gate_msa * self.attn(modulate(self.norm1(h).to(h.dtype), shift_msa, scale_msa), phi_dt, rope)
-        if self.cross is not None:  # text-to-image XL/1 (TIM.md section 9): between attention and MLP
+        if self.cross is not None:  # text-to-image XL/1 (docs/math.md section 9): between attention and MLP
             h = h + self.cross(self.norm_cross(h).to(h.dtype), text, text_mask)  # (N, T, D)
         h = h + gate_mlp * self.mlp(modulate(self.norm2(h).to(h.dtype), shift_mlp, scale_mlp))  # (N, T, D)
         return h
@@ -298,7 +298,7 @@ class DiT(Backbone):
         self.grad_checkpointing = config.grad_checkpointing
         D, p = arch.hidden_size, arch.patch_size
         self.patch_embed = nn.Conv2d(self.in_channels, D, kernel_size=p, stride=p)
-        # TIM.md section 9: decoupled embeddings, two independent embedders.
+        # docs/math.md section 9: decoupled embeddings, two independent embedders.
         self.phi_t = TimestepEmbedder(D)
         self.phi_dt = TimestepEmbedder(D)
         # Index num_classes is the null class (classifier-free guidance).

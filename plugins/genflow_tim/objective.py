@@ -1,4 +1,4 @@
-"""The ``tim`` objective: regress ``F_theta(x_t, t, r)`` onto the state-transition target (TIM.md s3-s6)."""
+"""The ``tim`` objective: regress ``F_theta(x_t, t, r)`` onto the state-transition target (docs/math.md s3-s6)."""
 
 from __future__ import annotations
 
@@ -48,11 +48,11 @@ class TimObjectiveConfig:
 
     Times: ``t, r`` = max / min of two logit-normal draws ``sigmoid(N(p_mean, p_std))``; a fraction
     ``diffusion_ratio`` of each batch gets ``r = t``, ``consistency_ratio`` gets ``r = 0``
-    (TIM.md s5). ``diffusion_t``: the ``t`` of the ``r = t`` rows, ``"max"`` of the two draws (the
+    (docs/math.md s5). ``diffusion_t``: the ``t`` of the ``r = t`` rows, ``"max"`` of the two draws (the
     reference) or a ``"single"`` draw from ``logit-normal(diffusion_p_mean, p_std)`` (as flow
     matching samples its ``t``; a lower mean puts more rows near the data).
     ``base_resolution`` > 0 turns on the resolution shift of ``t`` and ``r``.
-    Loss (TIM.md s6): interval ``weighting`` with ``sigma_d``; ``adaptive`` weighting
+    Loss (docs/math.md s6): interval ``weighting`` with ``sigma_d``; ``adaptive`` weighting
     ``1 / (sg(L) + adaptive_eps)`` per sample (``adaptive_groups = 0``, the reference) or
     ``1 / (mean sg(L) of the row's group + adaptive_eps)`` with ``adaptive_groups = k`` groups of
     rows of similar ``t`` (per kind: ``r = t`` rows and interval rows), which estimates
@@ -91,9 +91,9 @@ class TimObjectiveConfig:
             )
 
 
-#: The loss settings of the reference implementation (TIM.md s5-s6), as config overrides.
+#: The loss settings of the reference implementation (docs/math.md s5-s6), as config overrides.
 REFERENCE_LOSS = {"adaptive": True, "adaptive_groups": 0, "directional": True, "diffusion_t": "max"}
-#: The batch mixture of the reference implementation (TIM.md s5), as config overrides.
+#: The batch mixture of the reference implementation (docs/math.md s5), as config overrides.
 REFERENCE_MIXTURE = {"diffusion_ratio": 0.5, "consistency_ratio": 0.1}
 
 
@@ -127,7 +127,7 @@ def _round(x: float) -> int:
 def sample_times(
     config: TimObjectiveConfig, n: int, *, generator: torch.Generator, dtype: torch.dtype = torch.float32
 ) -> tuple[Tensor, Tensor]:
-    """Unit times ``(t, r)``, each ``(n,)`` in ``[0, 1)`` with ``t >= r`` (TIM.md s5, steps 1-3).
+    """Unit times ``(t, r)``, each ``(n,)`` in ``[0, 1)`` with ``t >= r`` (docs/math.md s5, steps 1-3).
 
     Exactly ``round(n * diffusion_ratio)`` rows get ``r = t`` and ``round(n * consistency_ratio)``
     get ``r = 0``, on rows chosen by a random permutation (a fixed count keeps the derivative's
@@ -150,7 +150,7 @@ def sample_times(
 
 
 def interval_weight(t: Tensor, r: Tensor, *, weighting: Weighting, sigma_d: float = 1.0) -> Tensor:
-    """``w(t, r)`` of TIM.md s6, ``(N,)``; ``w = 1`` on rows with ``r = t``."""
+    """``w(t, r)`` of docs/math.md s6, ``(N,)``; ``w = 1`` on rows with ``r = t``."""
     if weighting == "constant":
         return torch.ones_like(t)
     if weighting == "tangent":
@@ -181,14 +181,14 @@ def transition_coefficients_dt(path: Path, t: Tensor, r: Tensor) -> tuple[Tensor
 
 
 def transition_target(path: Path, x_t: Tensor, v_t: Tensor, dF_dt: Tensor, t: Tensor, r: Tensor) -> Tensor:
-    """The regression target ``F_hat`` of TIM.md s3, general form, shaped like ``x_t``.
+    """The regression target ``F_hat`` of docs/math.md s3, general form, shaped like ``x_t``.
 
     From ``d/dt (A x_t + B F) = 0`` along the trajectory ``dx_t/dt = v_t``:
     ``F_hat = -(dA/dt x_t + A v_t + B sg(dF/dt)) / (dB/dt)``. Linear path (``A = 1``,
     ``B = -(t - r)``, ``dB/dt = -1``): ``F_hat = v_t - (t - r) sg(dF/dt)`` (paper Eq. 9). Wherever
     the transition is exact on conditional trajectories (linear, TrigFlow) this equals the form
-    ``alpha_hat x + sigma_hat z + (B / B') (alpha_hat' x + sigma_hat' z - dF/dt)`` of TIM.md s3.
-    With the marginal velocity ``u`` in place of ``v_t`` it is the identity itself (TIM.md s8).
+    ``alpha_hat x + sigma_hat z + (B / B') (alpha_hat' x + sigma_hat' z - dF/dt)`` of docs/math.md s3.
+    With the marginal velocity ``u`` in place of ``v_t`` it is the identity itself (docs/math.md s8).
     """
     A, B, dA_dt, dB_dt = (expand_like(c, x_t) for c in transition_coefficients_dt(path, t, r))
     return -(dA_dt * x_t + A * v_t + B * dF_dt) / dB_dt
@@ -250,7 +250,7 @@ def _row_mean(x: Tensor) -> Tensor:
 
 
 class TimObjective(Objective):
-    """Transition-model training (TIM.md s3-s6): ``(t, r)`` sampling, noising, the transition target
+    """Transition-model training (docs/math.md s3-s6): ``(t, r)`` sampling, noising, the transition target
     with ``dF/dt`` from a pluggable ``Derivative`` on the ``t != r`` rows, and the weighted loss.
 
     Non-finite per-sample losses (a diverging derivative, an overflowing forward) are masked out of
@@ -276,7 +276,7 @@ class TimObjective(Objective):
         t, r = t.to(x.device), r.to(x.device)
         z = torch.randn(x.shape, generator=generator, device=generator.device, dtype=x.dtype).to(x.device)
         cond = self.drop_labels(cond, generator=generator)
-        x_t, v_t = self.path.interpolate(x, z, t), self.path.velocity(x, z, t)  # TIM.md s1
+        x_t, v_t = self.path.interpolate(x, z, t), self.path.velocity(x, z, t)  # docs/math.md s1
         if self.config.guidance_target:
             v_t = self.guided_velocity(backbone, x_t, v_t, t, cond)
         rows = self.interval_rows(t, r)
@@ -287,14 +287,14 @@ class TimObjective(Objective):
             # dropout state as the main pass below
             dF_dt = self.time_derivative(backbone, x_t, t, r, v_t, cond, rows=rows)
             F = backbone(x_t, t, r, cond)  # (N, ...)
-        F_hat = transition_target(self.path, x_t, v_t, dF_dt, t, r).detach()  # TIM.md Eq. 9
+        F_hat = transition_target(self.path, x_t, v_t, dF_dt, t, r).detach()  # arXiv 2509.04394, Eq. 9
         return self.weighted_loss(F, F_hat, t, r)
 
     def times(self, n: int, *, generator: torch.Generator, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
         """Path times ``(t, r)`` (``(n,)`` each): unit times, resolution shift, scaled to ``t_max``."""
         time_dtype = torch.float64 if dtype == torch.float64 else torch.float32
         t, r = sample_times(self.config, n, generator=generator, dtype=time_dtype)
-        t, r = resolution_shift(t, self.shift), resolution_shift(r, self.shift)  # TIM.md s5, step 4
+        t, r = resolution_shift(t, self.shift), resolution_shift(r, self.shift)  # docs/math.md s5, step 4
         return t * self.path.t_max, r * self.path.t_max
 
     def drop_labels(self, cond: Condition, *, generator: torch.Generator) -> Condition:
@@ -304,7 +304,7 @@ class TimObjective(Objective):
     def guided_velocity(
         self, backbone: Backbone, x_t: Tensor, v_t: Tensor, t: Tensor, cond: Condition
     ) -> Tensor:
-        """``v <- v + scale (F(x_t, t, t | y) - F(x_t, t, t | null))`` inside the interval (TIM.md s6).
+        """``v <- v + scale (F(x_t, t, t | y) - F(x_t, t, t | null))`` inside the interval (docs/math.md s6).
 
         The teacher is the current backbone under ``no_grad`` (the reference uses its EMA). Both
         branches run as one ``2N`` batch; rows without a condition (the null label, an empty or
@@ -370,7 +370,7 @@ class TimObjective(Objective):
 
     def per_sample_loss(self, F: Tensor, F_hat: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """``(L, mse, cos)`` per sample, ``(N,)``: ``L = mse + cos`` with ``cos = mean(1 - cos(F, F_hat))``
-        over the channel axis when ``directional`` (else 0), TIM.md s6."""
+        over the channel axis when ``directional`` (else 0), docs/math.md s6."""
         mse = _row_mean((F - F_hat).square())
         if not self.config.directional:
             return mse, mse, torch.zeros_like(mse)
@@ -378,7 +378,7 @@ class TimObjective(Objective):
         return mse + cos, mse, cos
 
     def weighted_loss(self, F: Tensor, F_hat: Tensor, t: Tensor, r: Tensor) -> ObjectiveOutput:
-        """Interval x adaptive weighted mean over the finite rows (TIM.md s6)."""
+        """Interval x adaptive weighted mean over the finite rows (docs/math.md s6)."""
         F = F.to(torch.promote_types(F.dtype, torch.float32))
         F_hat = F_hat.to(F.dtype)
         w = interval_weight(t, r, weighting=self.config.weighting, sigma_d=self.config.sigma_d).to(F.dtype)

@@ -1,4 +1,4 @@
-"""The ``transition`` sampler: N transitions ``x_r = A_{t,r} x_t + B_{t,r} F(x_t, t, r)`` (TIM.md s7)."""
+"""The ``transition`` sampler: N transitions ``x_r = A_{t,r} x_t + B_{t,r} F(x_t, t, r)`` (docs/math.md s7)."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ class TransitionSamplerConfig:
 
 
 def time_grid(steps: int, *, shift: float = 1.0, t_max: float = 1.0) -> Tensor:
-    """``t_0 = t_max > t_1 > ... > t_N = 0`` in float64: uniform, then the resolution shift (TIM.md s7)."""
+    """``t_0 = t_max > t_1 > ... > t_N = 0`` in float64: uniform, then the resolution shift (docs/math.md s7)."""
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     u = torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64)
@@ -39,7 +39,7 @@ def time_grid(steps: int, *, shift: float = 1.0, t_max: float = 1.0) -> Tensor:
 
 
 class TransitionSampler(Sampler):
-    """Deterministic (or, with ``stochasticity``, stochastic) transition sampling, TIM.md s7.
+    """Deterministic (or, with ``stochasticity``, stochastic) transition sampling, docs/math.md s7.
 
     Pure: all state lives in the arguments. The time grid stays in float64 and the running state
     ``x_t`` in at least fp32; the network sees ``x_t`` in the noise's dtype and times in at least
@@ -85,7 +85,7 @@ class TransitionSampler(Sampler):
     def transition_velocity(
         self, backbone: Backbone, x_t: Tensor, t: Tensor, r: Tensor, cond: Condition, guidance: float
     ) -> Tensor:
-        """``F(x_t, t, r)``, guided as ``F_u + w (F_c - F_u)`` where ``guided`` says so (TIM.md s7.1)."""
+        """``F(x_t, t, r)``, guided as ``F_u + w (F_c - F_u)`` where ``guided`` says so (docs/math.md s7.1)."""
         n, time_dtype = x_t.shape[0], torch.promote_types(x_t.dtype, torch.float32)
         t_n = torch.full((n,), float(t), dtype=time_dtype, device=x_t.device)
         r_n = torch.full((n,), float(r), dtype=time_dtype, device=x_t.device)
@@ -97,7 +97,7 @@ class TransitionSampler(Sampler):
     def stochastic_term(
         self, x_t: Tensor, x_r: Tensor, F: Tensor, t: Tensor, r: Tensor, generator: torch.Generator | None
     ) -> Tensor:
-        """``x_r - s (t - r) z_hat + sqrt(2 s sigma_t (t - r)) xi`` (TIM.md s7.3).
+        """``x_r - s (t - r) z_hat + sqrt(2 s sigma_t (t - r)) xi`` (docs/math.md s7.3).
 
         ``z_hat`` is the noise implied by ``(x_t, F)`` with ``F`` read as the velocity:
         ``z_hat = (alpha' x_t - alpha F) / (alpha' sigma - alpha sigma')``, which is

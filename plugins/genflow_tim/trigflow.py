@@ -1,4 +1,4 @@
-"""The TrigFlow path ``x_t = cos(t) x + sin(t) z``, ``t`` in ``[0, pi/2]`` (TIM.md sections 1-2)."""
+"""The TrigFlow path ``x_t = cos(t) x + sin(t) z``, ``t`` in ``[0, pi/2]`` (docs/math.md sections 1-2)."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ class TrigFlowPath(Path):
         return torch.cos(t)
 
     def transition_coefficients(self, t: Tensor, r: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        # TIM.md section 2: A = cos(t - r), B = -sin(t - r), dB/dt = -cos(t - r)
+        # docs/math.md section 2: A = cos(t - r), B = -sin(t - r), dB/dt = -cos(t - r)
         dt = t - r
         return torch.cos(dt), -torch.sin(dt), -torch.cos(dt)
 

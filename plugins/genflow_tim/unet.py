@@ -1,7 +1,7 @@
 """``unet``: a small convolutional UNet ``F_theta(x_t, t, r, cond)`` for CPU-sized image work.
 
 GroupNorm + SiLU residual blocks with FiLM conditioning (scale, shift) from the decoupled
-embedding ``c = phi_t(t) + phi_dt(t - r) [+ class]`` of TIM.md section 9 (two independent
+embedding ``c = phi_t(t) + phi_dt(t - r) [+ class]`` of docs/math.md section 9 (two independent
 embedders of raw ``t`` in ``[0, 1]``, a class embedding with a null class), optional
 self-attention at the lowest resolution, and a zero-initialised output convolution (``F = 0`` at
 initialisation). With captions (``DataSpec.text``) every residual block below the top level and
@@ -127,7 +127,7 @@ class UNet(Backbone):
         self.patch = config.patch
         self.num_classes = spec.num_classes
         self.levels = len(chs)
-        # TIM.md section 9: decoupled embeddings of raw t and of t - r, plus a class with a null class.
+        # docs/math.md section 9: decoupled embeddings of raw t and of t - r, plus a class with a null class.
         self.phi_t = TimestepEmbedder(e)
         self.phi_dt = TimestepEmbedder(e)
         self.class_embedding = nn.Embedding(self.num_classes + 1, e) if self.num_classes else None

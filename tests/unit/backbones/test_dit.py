@@ -1,4 +1,4 @@
-"""The interval-aware DiT ``tim-dit`` (TIM.md section 9)."""
+"""The interval-aware DiT ``tim-dit`` (docs/math.md section 9)."""
 
 from __future__ import annotations
 

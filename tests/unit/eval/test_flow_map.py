@@ -1,4 +1,4 @@
-"""The exact flow map of Gaussian mixtures (TIM.md section 8) against closed forms and scipy."""
+"""The exact flow map of Gaussian mixtures (docs/math.md section 8) against closed forms and scipy."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from genflow.eval.flow_map import flow_map, mixture_velocity
 
 
 def _variance(t: float, s: float) -> float:
-    return (1 - t) ** 2 * s**2 + t**2  # V(t) of TIM.md section 8
+    return (1 - t) ** 2 * s**2 + t**2  # V(t) of docs/math.md section 8
 
 
 def test_single_gaussian_velocity_matches_the_oracle():

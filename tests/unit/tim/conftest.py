@@ -10,7 +10,7 @@ from .oracle import GaussianOracle, linear_oracle, trigflow_oracle
 
 @pytest.fixture(params=["linear", "trigflow"])
 def oracle(request: pytest.FixtureRequest) -> GaussianOracle:
-    """The Gaussian oracle (TIM.md s8) with ``s = 0.5`` on each path."""
+    """The Gaussian oracle (docs/math.md s8) with ``s = 0.5`` on each path."""
     return linear_oracle(0.5) if request.param == "linear" else trigflow_oracle(0.5)
 
 

@@ -1,10 +1,10 @@
-"""The exact Gaussian oracle of TIM.md section 8, for any path with an exact transition.
+"""The exact Gaussian oracle of docs/math.md section 8, for any path with an exact transition.
 
 Data ``x ~ N(0, s^2 I)``, ``x_t = alpha_t x + sigma_t z``: ``x_t ~ N(0, V(t) I)`` with
 ``V = alpha^2 s^2 + sigma^2``; the marginal velocity is ``u = V' / (2 V) x_t`` and the flow map is
 ``Phi(x_t, t, r) = sqrt(V(r) / V(t)) x_t``. The exact transition network solves
 ``Phi = A x_t + B F``: ``F* = (sqrt(V(r) / V(t)) - A) / B * x_t`` (``t != r``), ``F*(t, t) = u``.
-On the linear path this is ``F* = (1 - sqrt(V(r) / V(t))) / (t - r) * x_t`` of TIM.md s8.
+On the linear path this is ``F* = (1 - sqrt(V(r) / V(t))) / (t - r) * x_t`` of docs/math.md s8.
 Everything here is written out by hand (no autograd), so it checks the code under test.
 """
 

@@ -1,4 +1,4 @@
-"""The ``dde`` and ``jvp`` providers on a small network (TIM.md section 4)."""
+"""The ``dde`` and ``jvp`` providers on a small network (docs/math.md section 4)."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def test_dde_matches_jvp_to_epsilon_squared(gen):
-    """On a real network in float64 DDE is JVP up to ``O(e^2)`` (TIM.md s4)."""
+    """On a real network in float64 DDE is JVP up to ``O(e^2)`` (docs/math.md s4)."""
     x_t, t, r, dx_dt = _inputs(gen)
     fn = bind(MLPBackbone(D), r, Condition())
     exact = JVP().time_derivative(fn, x_t, t, dx_dt, t_min=r)

@@ -1,4 +1,4 @@
-"""The ``tim`` objective: time sampling, targets, weighting, masking, guidance (TIM.md s3, s5, s6)."""
+"""The ``tim`` objective: time sampling, targets, weighting, masking, guidance (docs/math.md s3, s5, s6)."""
 
 from __future__ import annotations
 
@@ -194,7 +194,7 @@ def test_resolution_shift_and_path_scale():
 
 
 def test_linear_target_is_eq_9():
-    """General form on the linear path: ``F_hat = v_t - (t - r) dF/dt`` (TIM.md Eq. 9)."""
+    """General form on the linear path: ``F_hat = v_t - (t - r) dF/dt`` (arXiv 2509.04394, Eq. 9)."""
     gen = torch.Generator().manual_seed(0)
     t, r = torch.rand(2, 16, generator=gen, dtype=torch.float64).sort(dim=0).values.flip(0)
     x_t, v_t, dF = torch.randn(3, 16, 4, generator=gen, dtype=torch.float64)
@@ -203,7 +203,7 @@ def test_linear_target_is_eq_9():
 
 
 def test_trigflow_target_is_the_velocity_form_of_tim_md():
-    """``alpha_hat x + sigma_hat z + (B / B') (alpha_hat' x + sigma_hat' z - dF/dt)`` (TIM.md s3)."""
+    """``alpha_hat x + sigma_hat z + (B / B') (alpha_hat' x + sigma_hat' z - dF/dt)`` (docs/math.md s3)."""
     gen = torch.Generator().manual_seed(0)
     t, r = (torch.rand(2, 16, generator=gen, dtype=torch.float64) * math.pi / 2).sort(dim=0).values.flip(0)
     x, z, dF = torch.randn(3, 16, 4, generator=gen, dtype=torch.float64)

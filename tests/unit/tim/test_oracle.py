@@ -1,4 +1,4 @@
-"""The float64 Gaussian-oracle checks of TIM.md section 8, on the linear and TrigFlow paths."""
+"""The float64 Gaussian-oracle checks of docs/math.md section 8, on the linear and TrigFlow paths."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def test_identity_residual_of_F_star(oracle, gen):
     F, u, dF = oracle.F(x_t, t, r), oracle.u(x_t, t), oracle.dF_dt(x_t, t, r)
     A, B, dB = (expand_like(c, x_t) for c in oracle.path.transition_coefficients(t, r))
     dA = expand_like(oracle.dA_dt(t, r), x_t)
-    # TIM.md s3 identity, general form: d/dt (A x_t + B F) = 0  <=>  A' x_t + A u + B' F + B dF/dt = 0
+    # docs/math.md s3 identity, general form: d/dt (A x_t + B F) = 0  <=>  A' x_t + A u + B' F + B dF/dt = 0
     assert (dA * x_t + A * u + dB * F + B * dF).abs().max() < 1e-10
     if oracle.path.t_max == 1.0:  # linear path: F = u - (t - r) dF/dt
         assert (F - (u - expand_like(t - r, x_t) * dF)).abs().max() < 1e-10

@@ -1,4 +1,4 @@
-"""The ``transition`` sampler (TIM.md section 7)."""
+"""The ``transition`` sampler (docs/math.md section 7)."""
 
 from __future__ import annotations
 
