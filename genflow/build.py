@@ -27,7 +27,8 @@ class Components:
     dataset: Dataset
     spec: DataSpec
     path: Path
-    derivative: Derivative
+    #: None when the objective needs no time derivative (the config's ``derivative`` slot is empty).
+    derivative: Derivative | None
     objective: Objective
     sampler: Sampler
 
@@ -45,7 +46,7 @@ def build_components(config: RunConfig, manager: PluginManager) -> Components:
     if spec.text:
         attach_tokenizer(dataset, build_text_encoder(config, manager, spec, meta=True))
     path = _build(manager, config, "path", "path")
-    derivative = _build(manager, config, "derivative", "derivative")
+    derivative = _build(manager, config, "derivative", "derivative") if config.chosen("derivative") else None
     objective = _build(manager, config, "objective", "objective", path=path, derivative=derivative, spec=spec)
     sampler = _build(manager, config, "sampler", "sampler", path=path, spec=spec)
     return Components(dataset=dataset, spec=spec, path=path, derivative=derivative,  # type: ignore[arg-type]

@@ -1,4 +1,5 @@
-"""genflow's own built-in plugin: datasets, autoencoders, metrics and a text encoder that need no extra package."""
+"""genflow's own built-in plugin: the linear path, the MLP backbone, datasets, autoencoders, metrics and a text
+encoder, everything the core needs to train and test without another plugin."""
 
 from __future__ import annotations
 
@@ -6,8 +7,24 @@ from genflow.data import autoencoders
 from genflow.data.dataset import ShapesDatasetConfig, StoreConfig, build_shapes, build_store
 from genflow.data.toy2d import Toy2D, Toy2DConfig
 from genflow.eval import metrics
+from genflow.mlp import MLPBackbone, MLPConfig
+from genflow.paths import LinearPath
 from genflow.plugins import hookimpl
 from genflow.registry import Component
+
+
+@hookimpl
+def genflow_paths() -> list[Component]:
+    return [Component(name="linear", build=lambda config: LinearPath(),
+                      description="x_t = (1 - t) x + t z (optimal transport)")]
+
+
+@hookimpl
+def genflow_backbones() -> list[Component]:
+    return [
+        Component(name="mlp", config=MLPConfig, description="residual MLP for low-dimensional data",
+                  build=lambda config, *, spec: MLPBackbone(config, spec=spec)),
+    ]
 
 
 @hookimpl

@@ -71,7 +71,19 @@ def guidance_active(cond: Condition, guidance: float) -> bool:
 def guided_forward(
     backbone: Backbone, x_t: Tensor, t: Tensor, r: Tensor, cond: Condition, null: Condition, guidance: float
 ) -> Tensor:
-    """``F = F_u + w (F_c - F_u)`` (docs/math.md section 7, step 1) as one batched 2N call."""
+    """``F = F_u + w (F_c - F_u)`` (docs/math.md section 7, step 1) as one batched 2N call; ``null`` is
+    the unconditional counterpart of ``cond``."""
     out = backbone(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([r, r]), Condition.cat([cond, null]))
     F_c, F_u = out.chunk(2)
     return F_u + guidance * (F_c - F_u)
+
+
+def guided_velocity(
+    backbone: Backbone, x_t: Tensor, t: Tensor, r: Tensor, cond: Condition, spec: DataSpec, guidance: float
+) -> Tensor:
+    """``backbone(x_t, t, r, cond)``, guided as ``F_u + w (F_c - F_u)`` (one ``2N`` call) when guidance
+    is active and ``spec`` knows a condition to drop (class labels or captions); the one wrapper every
+    sampler calls. ``t``, ``r``: ``(N,)``."""
+    if not guidance_active(cond, guidance) or (cond.text is None and spec.num_classes <= 0):
+        return backbone(x_t, t, r, cond)
+    return guided_forward(backbone, x_t, t, r, cond, null_condition(cond, spec), guidance)

@@ -119,9 +119,14 @@ def check_derivative(manager: PluginManager, name: str) -> None:
 
 
 def _objective_context(manager: PluginManager, spec: DataSpec) -> dict[str, object]:
+    """Build context of an objective: the core's linear path, the first registered derivative
+    provider (None when no plugin registers one) and ``spec``."""
     path_c, path_cfg = _component(manager, "path", "linear")
-    deriv_c, deriv_cfg = _component(manager, "derivative", manager.names("derivative")[0])
-    return {"path": path_c.build(path_cfg), "derivative": deriv_c.build(deriv_cfg), "spec": spec}
+    derivative = None
+    if manager.names("derivative"):
+        deriv_c, deriv_cfg = _component(manager, "derivative", manager.names("derivative")[0])
+        derivative = deriv_c.build(deriv_cfg)
+    return {"path": path_c.build(path_cfg), "derivative": derivative, "spec": spec}
 
 
 def check_objective(manager: PluginManager, name: str, backbone: str = "mlp") -> None:

@@ -1,4 +1,5 @@
-"""Time distributions and the resolution shift shared by objectives and samplers."""
+"""Time distributions, the resolution shift and the sampling time grid shared by objectives and samplers
+(docs/math.md sections 5 and 7)."""
 
 from __future__ import annotations
 
@@ -31,3 +32,12 @@ def resolution_shift(t: Tensor, s: float) -> Tensor:
     if s == 1.0:
         return t
     return s * t / (1 + (s - 1) * t)
+
+
+def time_grid(steps: int, *, shift: float = 1.0, t_max: float = 1.0, device: torch.device | str = "cpu") -> Tensor:
+    """``t_0 = t_max > t_1 > ... > t_N = 0``, ``(steps + 1,)`` in float64: uniform, then the resolution
+    shift (docs/math.md section 7). Every sampler steps along this grid."""
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    u = torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64, device=device)
+    return resolution_shift(u, shift) * t_max

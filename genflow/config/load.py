@@ -3,7 +3,7 @@
 A slot's settings are a TOML table with a ``name`` key (the registered component) and that
 component's options, e.g. ``[objective] name = "tim"  diffusion_ratio = 0.4``. Changing a slot's
 name with a selector drops the settings the file gave that slot, and those of the slots that follow
-it (``DEPENDENTS``: the sampler follows the objective, the backbone the data) unless they are
+it (``DEPENDENTS``: the derivative and the sampler follow the objective, the backbone the data) unless they are
 selected too.
 """
 
@@ -19,14 +19,14 @@ import tomli_w
 import tomllib
 
 from genflow.config.convert import structure, unstructure
-from genflow.config.schema import SECTIONS, SLOT_DEFAULTS, SLOTS, RunConfig, Selection
+from genflow.config.schema import OPTIONAL_SLOTS, SECTIONS, SLOT_DEFAULTS, SLOTS, RunConfig, Selection
 from genflow.errors import ConfigError, allowed
 from genflow.plugins import PluginManager
 
 PRESET_PACKAGE = "genflow_configs"
 
 #: Slots whose default follows another slot's component (``Component.defaults``).
-DEPENDENTS: dict[str, tuple[str, ...]] = {"objective": ("sampler",), "data": ("backbone",)}
+DEPENDENTS: dict[str, tuple[str, ...]] = {"objective": ("derivative", "sampler"), "data": ("backbone",)}
 
 
 def preset_names() -> list[str]:
@@ -114,13 +114,22 @@ def merge_raw(
     return raw
 
 
-def _slot_name(raw: dict[str, Any], slot: str, suggested: Mapping[str, str]) -> str:
-    table = raw.setdefault(slot, {})
+def _slot_name(raw: dict[str, Any], slot: str, suggested: Mapping[str, str], manager: PluginManager) -> str | None:
+    """The slot's component name: the config's, else another component's suggestion, else the
+    core's default; None for an optional slot that nothing names."""
+    table = raw.get(slot, {})
     if not isinstance(table, dict):
         raise ConfigError(f"{slot}: expected a table of settings, got {table!r}")
-    name = table.setdefault("name", suggested.get(slot, SLOT_DEFAULTS[slot]))
+    name = table.get("name", suggested.get(slot, SLOT_DEFAULTS.get(slot)))
+    if name is None:
+        if slot in OPTIONAL_SLOTS and not table:
+            return None
+        kind = SLOTS[slot]
+        raise ConfigError(f"{slot}.name: not set; choose one of the registered {kind}s: "
+                          f"{allowed(manager.names(kind))} (e.g. --{slot} NAME, or --config demo)")
     if not isinstance(name, str):
         raise ConfigError(f"{slot}.name: expected a string, got {name!r}")
+    raw[slot] = {**table, "name": name}
     return name
 
 
@@ -132,7 +141,10 @@ def resolve(raw: Mapping[str, Any], manager: PluginManager) -> RunConfig:
     suggested: dict[str, str] = {}
     fields: dict[str, Any] = {}
     for slot, kind in SLOTS.items():
-        name = _slot_name(data, slot, suggested)
+        name = _slot_name(data, slot, suggested, manager)
+        if name is None:
+            fields[slot] = None
+            continue
         if name not in manager.components[kind]:
             raise ConfigError(f"{slot}.name: unknown {kind} '{name}'; registered: {allowed(manager.names(kind))}")
         component = manager.get(kind, name)
@@ -149,7 +161,9 @@ def to_dict(config: RunConfig) -> dict[str, Any]:
     """Plain data of a resolved config (slots as ``{name, **options}``)."""
     out: dict[str, Any] = {}
     for slot in SLOTS:
-        selection = config.selection(slot)
+        selection = config.chosen(slot)
+        if selection is None:
+            continue
         out[slot] = {"name": selection.name, **unstructure(selection.options)}
     for section in SECTIONS:
         out[section] = unstructure(getattr(config, section))

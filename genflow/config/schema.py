@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 import attrs
 
+from genflow.errors import ConfigError
+
 #: Component slots of a run, in the order they are resolved, with the registry kind of each.
 SLOTS: dict[str, str] = {
     "data": "dataset",
@@ -18,15 +20,19 @@ SLOTS: dict[str, str] = {
 }
 
 #: Used for a slot that neither the config, a selector nor another component's ``defaults`` names.
+#: Only the core's own components: a default never names a plugin's component, so genflow resolves
+#: a config with any plugin blocked. The objective and the sampler have no default (a preset, a
+#: selector or the objective's ``defaults`` names them).
 SLOT_DEFAULTS: dict[str, str] = {
     "data": "toy2d",
     "path": "linear",
-    "objective": "tim",
-    "derivative": "dde",
     "backbone": "mlp",
-    "sampler": "euler",
     "text_encoder": "transformer",
 }
+
+#: Slots left empty (``None``) when nothing names them: only objectives that need ``dF/dt`` ask for a
+#: derivative provider (``Component.defaults``, e.g. ``tim`` suggests ``dde``).
+OPTIONAL_SLOTS: tuple[str, ...] = ("derivative",)
 
 
 @attrs.frozen(kw_only=True)
@@ -98,7 +104,8 @@ class RunConfig:
     data: Selection
     path: Selection
     objective: Selection
-    derivative: Selection
+    #: None when the objective needs no time derivative and the config names none (flow matching).
+    derivative: Selection | None = None
     backbone: Selection
     sampler: Selection
     #: Used only when the data is caption-conditioned (``DataSpec.text``); ignored otherwise.
@@ -107,6 +114,14 @@ class RunConfig:
     sample: SampleConfig = SampleConfig()
 
     def selection(self, slot: str) -> Selection:
+        """The chosen component of ``slot``; a ``ConfigError`` for an optional slot left empty."""
+        selection = getattr(self, slot)
+        if selection is None:
+            raise ConfigError(f"{slot}: no component chosen; set [{slot}] name = ... or --{slot} NAME")
+        return selection
+
+    def chosen(self, slot: str) -> Selection | None:
+        """The chosen component of ``slot``, None for an optional slot left empty."""
         return getattr(self, slot)
 
 

@@ -177,7 +177,8 @@ class Trainer:
         spec = self.components.spec
         model = build_backbone(self.config, self.manager, spec, meta=True)
         for component in (self.components.objective, self.components.derivative):
-            component.check_backbone(model, distributed=self.world.distributed)
+            if component is not None:
+                component.check_backbone(model, distributed=self.world.distributed)
         # Every rank initialises the full model from the same seed, then FSDP2 keeps its shard:
         # the initial weights do not depend on the world size.
         materialize(model, self.world.device, self.train.seed)
@@ -196,8 +197,9 @@ class Trainer:
         without grad ~20%) and the layout follows from the weights to every activation. Not with
         FSDP2 (it cannot shard non-contiguous parameters) nor with forward-mode AD (``jvp``:
         group norm's forward AD needs contiguous inputs)."""
-        return (self.world.device.type == "cpu" and self.components.derivative.forward_only
-                and _has_spatial_conv(model))
+        derivative = self.components.derivative
+        forward_only = derivative is None or derivative.forward_only
+        return self.world.device.type == "cpu" and forward_only and _has_spatial_conv(model)
 
     # ---------------------------------------------------------------- state
 

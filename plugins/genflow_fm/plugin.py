@@ -4,16 +4,8 @@ from __future__ import annotations
 
 from genflow.plugins import hookimpl
 from genflow.registry import Component
-from genflow_fm.mlp import MLPBackbone, MLPConfig
 from genflow_fm.objective import FlowMatching, FlowMatchingConfig
-from genflow_fm.path import LinearPath
 from genflow_fm.samplers import EulerSampler, HeunSampler, ODESamplerConfig
-
-
-@hookimpl
-def genflow_paths() -> list[Component]:
-    return [Component(name="linear", build=lambda config: LinearPath(),
-                      description="x_t = (1 - t) x + t z (optimal transport)")]
 
 
 @hookimpl
@@ -38,10 +30,3 @@ def genflow_samplers() -> list[Component]:
                   build=lambda config, *, path, spec: HeunSampler(config, path=path, spec=spec)),
     ]
 
-
-@hookimpl
-def genflow_backbones() -> list[Component]:
-    return [
-        Component(name="mlp", config=MLPConfig, description="residual MLP for low-dimensional data",
-                  build=lambda config, *, spec: MLPBackbone(config, spec=spec)),
-    ]

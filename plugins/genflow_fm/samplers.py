@@ -6,9 +6,9 @@ import attrs
 import torch
 from torch import Tensor
 
-from genflow.guidance import guidance_active, guided_forward, null_condition
+from genflow.guidance import guided_velocity
 from genflow.interfaces import Backbone, Condition, DataSpec, Path, Sampler
-from genflow.timesteps import resolution_shift, shift_factor
+from genflow.timesteps import shift_factor, time_grid
 
 
 @attrs.frozen(kw_only=True)
@@ -16,12 +16,6 @@ class ODESamplerConfig:
     """``base_resolution`` > 0 applies the resolution shift to the time grid (docs/math.md section 5)."""
 
     base_resolution: int = 0
-
-
-def time_grid(steps: int, t_max: float, shift: float, device: torch.device) -> Tensor:
-    """``t_0 = t_max > t_1 > ... > t_N = 0`` in float64: uniform, then the resolution shift."""
-    t = torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64, device=device)
-    return resolution_shift(t, shift) * t_max
 
 
 class ODESampler(Sampler):
@@ -36,16 +30,13 @@ class ODESampler(Sampler):
 
     def _velocity(self, backbone: Backbone, x: Tensor, t: Tensor, cond: Condition, guidance: float) -> Tensor:
         t_batch = t.to(x.dtype).expand(x.shape[0])
-        if guidance_active(cond, guidance):
-            null = null_condition(cond, self.spec)
-            return guided_forward(backbone, x, t_batch, t_batch, cond, null, guidance)
-        return backbone(x, t_batch, t_batch, cond)
+        return guided_velocity(backbone, x, t_batch, t_batch, cond, self.spec, guidance)
 
     @torch.no_grad()
     def sample(self, backbone: Backbone, noise: Tensor, cond: Condition, *, steps: int, guidance: float = 1.0,
                generator: torch.Generator | None = None) -> Tensor:
         shift = shift_factor(tuple(noise.shape[1:]), self.config.base_resolution)
-        grid = time_grid(steps, self.path.t_max, shift, noise.device)
+        grid = time_grid(steps, shift=shift, t_max=self.path.t_max, device=noise.device)
         x = noise
         for i in range(steps):
             t, r = grid[i], grid[i + 1]

@@ -11,6 +11,7 @@ from attrs import validators
 from torch import Tensor
 from torch.autograd import forward_ad as fwAD
 
+from genflow.errors import ConfigError
 from genflow.guidance import drop_labels, has_condition, null_condition
 from genflow.interfaces import (
     Backbone,
@@ -404,6 +405,8 @@ class TimObjective(Objective):
         return ObjectiveOutput(loss=loss, per_sample=raw, logs=logs)
 
 
-def build(config: TimObjectiveConfig, *, path: Path, derivative: Derivative, spec: DataSpec) -> TimObjective:
+def build(config: TimObjectiveConfig, *, path: Path, derivative: Derivative | None, spec: DataSpec) -> TimObjective:
     """Registry factory of the ``tim`` objective."""
+    if derivative is None:
+        raise ConfigError("objective 'tim' needs a derivative provider: set [derivative] name = \"dde\" (or \"jvp\")")
     return TimObjective(config, path=path, derivative=derivative, spec=spec)

@@ -16,7 +16,7 @@ def genflow_objectives() -> list[Component]:
             config=objective.TimObjectiveConfig,
             build=objective.build,
             description="transition models: regress F(x_t, t, r) on the state-transition target",
-            defaults={"sampler": "transition"},
+            defaults={"sampler": "transition", "derivative": "dde"},
         )
     ]
 

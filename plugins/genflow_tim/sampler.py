@@ -9,9 +9,9 @@ import torch
 from attrs import validators
 from torch import Tensor
 
-from genflow.guidance import guidance_active, guided_forward, null_condition
+from genflow.guidance import guidance_active, guided_velocity
 from genflow.interfaces import Backbone, Condition, DataSpec, Path, Sampler
-from genflow.timesteps import resolution_shift, shift_factor
+from genflow.timesteps import shift_factor, time_grid
 
 
 @attrs.frozen(kw_only=True)
@@ -28,14 +28,6 @@ class TransitionSamplerConfig:
     guidance_interval: tuple[float, float] = (0.0, 1.0)
     stochasticity: float = attrs.field(default=0.0, validator=validators.ge(0.0))
     base_resolution: int = attrs.field(default=0, validator=validators.ge(0))
-
-
-def time_grid(steps: int, *, shift: float = 1.0, t_max: float = 1.0) -> Tensor:
-    """``t_0 = t_max > t_1 > ... > t_N = 0`` in float64: uniform, then the resolution shift (docs/math.md s7)."""
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
-    u = torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64)
-    return resolution_shift(u, shift) * t_max
 
 
 class TransitionSampler(Sampler):
@@ -64,7 +56,7 @@ class TransitionSampler(Sampler):
         guidance: float = 1.0,
         generator: torch.Generator | None = None,
     ) -> Tensor:
-        grid = time_grid(steps, shift=self.shift, t_max=self.path.t_max).to(noise.device)  # float64
+        grid = time_grid(steps, shift=self.shift, t_max=self.path.t_max, device=noise.device)  # float64
         x_t = noise.to(torch.promote_types(noise.dtype, torch.float32))  # the state: at least fp32
         for i in range(steps):
             t, r = grid[i], grid[i + 1]
@@ -77,7 +69,7 @@ class TransitionSampler(Sampler):
 
     def guided(self, t: Tensor, cond: Condition, guidance: float) -> bool:
         """Whether step ``t`` runs classifier-free guidance (closed interval on ``t / t_max``)."""
-        if not guidance_active(cond, guidance) or (cond.text is None and self.spec.num_classes <= 0):
+        if not guidance_active(cond, guidance):
             return False
         lo, hi = self.config.guidance_interval
         return lo <= float(t) / self.path.t_max <= hi
@@ -89,10 +81,8 @@ class TransitionSampler(Sampler):
         n, time_dtype = x_t.shape[0], torch.promote_types(x_t.dtype, torch.float32)
         t_n = torch.full((n,), float(t), dtype=time_dtype, device=x_t.device)
         r_n = torch.full((n,), float(r), dtype=time_dtype, device=x_t.device)
-        if not self.guided(t, cond, guidance):
-            return backbone(x_t, t_n, r_n, cond).to(x_t.dtype)
-        null = null_condition(cond, self.spec)
-        return guided_forward(backbone, x_t, t_n, r_n, cond, null, guidance).to(x_t.dtype)  # one 2N call
+        w = guidance if self.guided(t, cond, guidance) else 1.0  # outside the interval: unguided
+        return guided_velocity(backbone, x_t, t_n, r_n, cond, self.spec, w).to(x_t.dtype)
 
     def stochastic_term(
         self, x_t: Tensor, x_r: Tensor, F: Tensor, t: Tensor, r: Tensor, generator: torch.Generator | None

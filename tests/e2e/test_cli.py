@@ -107,8 +107,36 @@ def test_blocking_a_plugin_from_the_command_line(capsys):
     assert code == 0 and "genflow_tim" not in out
 
 
+@pytest.mark.parametrize(("blocked", "objective", "other"), [("genflow_fm", "tim", "genflow_fm"),
+                                                            ("genflow_tim", "fm", "genflow_tim")])
+def test_the_core_trains_with_the_other_plugin_blocked(capsys, tmp_path, blocked, objective, other):
+    """The core stands alone: the linear path, the MLP and the time grid are its own, and its defaults
+    name no plugin's component, so each objective trains with the other plugin blocked."""
+    run = tmp_path / "run"
+    args = ["-p", f"no:{blocked}", "train", "--data", "toy2d", "--objective", objective, "backbone.hidden=16",
+            "backbone.depth=1", "backbone.embedding_dim=16", "train.steps=3", "train.batch_size=16",
+            "sample.steps=[1, 2]", "sample.num=8", "--run-dir", str(run), "--no-progress"]
+    code, _, err = run_cli(capsys, *args)
+    assert code == 0, err
+    config = (run / "config.toml").read_text()
+    assert f'name = "{objective}"' in config and ("[derivative]" in config) == (objective == "tim")
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["step"] == 3 and np.isfinite(rows[-1]["loss"])
+    code, out, _ = run_cli(capsys, "-p", f"no:{blocked}", "plugins")
+    assert code == 0 and other not in out
+
+
+def test_an_unset_objective_is_one_clear_error(capsys):
+    code, _, err = run_cli(capsys, "config")
+    assert code == 2
+    assert err.strip().splitlines() == [
+        "genflow: error: objective.name: not set; choose one of the registered objectives: fm, tim "
+        "(e.g. --objective NAME, or --config demo)"]
+
+
 def test_console_script_exit_code_and_no_traceback():
-    proc = subprocess.run([sys.executable, "-m", "genflow", "train", "--dry-run", "train.lr=fast"],
+    proc = subprocess.run([sys.executable, "-m", "genflow", "train", "--config", "debug", "--dry-run",
+                           "train.lr=fast"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == ["genflow: error: train.lr: expected a number, got 'fast'"]

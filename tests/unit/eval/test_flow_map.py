@@ -7,11 +7,11 @@ import math
 import numpy as np
 import pytest
 import torch
-from genflow_fm.path import LinearPath
 from genflow_tim.trigflow import TrigFlowPath
 
 from genflow.data.toy2d import GaussianMixture, Toy2D, Toy2DConfig
 from genflow.eval.flow_map import flow_map, mixture_velocity
+from genflow.paths import LinearPath
 
 
 def _variance(t: float, s: float) -> float:

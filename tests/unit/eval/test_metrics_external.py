@@ -8,12 +8,12 @@ import math
 
 import pytest
 import torch
-from genflow_fm.path import LinearPath
 from torch import nn
 
 from genflow.errors import GenflowError
 from genflow.eval.metrics_external import DinoV2FD, ExternalFeatureConfig, InceptionFID
 from genflow.interfaces import Batch, Dataset, DataSpec, EvalContext, EvalSamples
+from genflow.paths import LinearPath
 
 
 class Images(Dataset):

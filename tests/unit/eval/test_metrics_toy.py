@@ -6,7 +6,6 @@ import statistics
 
 import pytest
 import torch
-from genflow_fm.path import LinearPath
 
 from genflow.data.toy2d import Toy2D, Toy2DConfig
 from genflow.eval.flow_map import flow_map, mixture_velocity
@@ -17,6 +16,7 @@ from genflow.eval.metrics_toy import (
     TransitionErrorConfig,
 )
 from genflow.interfaces import EvalContext, EvalSamples
+from genflow.paths import LinearPath
 
 N, SEEDS = 2000, range(4)
 

@@ -14,11 +14,11 @@ import math
 from collections.abc import Callable
 
 import torch
-from genflow_fm.path import LinearPath
 from genflow_tim.trigflow import TrigFlowPath
 from torch import Tensor, nn
 
 from genflow.interfaces import Backbone, Condition, Path, expand_like
+from genflow.paths import LinearPath
 
 
 class GaussianOracle:

@@ -4,11 +4,11 @@ main pass, boundary handling, and its hand-over from the ``tim`` objective."""
 from __future__ import annotations
 
 import torch
-from genflow_fm.path import LinearPath
 from genflow_tim.derivatives import DDE, DdeConfig, one_sided_step
 from genflow_tim.objective import TimObjective, TimObjectiveConfig, bind
 
 from genflow.interfaces import Batch, Condition, DataSpec, Derivative
+from genflow.paths import LinearPath
 
 from .oracle import MLPBackbone
 

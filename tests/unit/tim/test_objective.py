@@ -7,7 +7,6 @@ import math
 import attrs
 import pytest
 import torch
-from genflow_fm.path import LinearPath
 from genflow_tim.derivatives import DDE, JVP
 from genflow_tim.objective import (
     REFERENCE_LOSS,
@@ -26,6 +25,7 @@ from genflow_tim.trigflow import TrigFlowPath
 from genflow.config.convert import structure
 from genflow.errors import ConfigError
 from genflow.interfaces import Batch, Condition, DataSpec, Derivative, expand_like
+from genflow.paths import LinearPath
 from genflow.timesteps import resolution_shift
 
 from .oracle import MLPBackbone
@@ -459,7 +459,7 @@ def test_registered_components():
 
     objectives = {c.name: c for c in plugin.genflow_objectives()}
     assert objectives["tim"].config is TimObjectiveConfig
-    assert objectives["tim"].defaults == {"sampler": "transition"}
+    assert objectives["tim"].defaults == {"sampler": "transition", "derivative": "dde"}
     assert {"dde", "jvp"} <= {c.name for c in plugin.genflow_derivatives()}
     assert {c.name for c in plugin.genflow_samplers()} == {"transition"}
     (trig,) = plugin.genflow_paths()

@@ -6,12 +6,12 @@ import math
 
 import pytest
 import torch
-from genflow_fm.path import LinearPath
-from genflow_tim.sampler import TransitionSampler, TransitionSamplerConfig, time_grid
+from genflow_tim.sampler import TransitionSampler, TransitionSamplerConfig
 from genflow_tim.trigflow import TrigFlowPath
 
 from genflow.interfaces import Backbone, Condition, DataSpec
-from genflow.timesteps import resolution_shift
+from genflow.paths import LinearPath
+from genflow.timesteps import resolution_shift, time_grid
 
 from .oracle import MLPBackbone, OracleBackbone, linear_oracle, trigflow_oracle
 

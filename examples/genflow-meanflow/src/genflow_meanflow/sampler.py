@@ -11,17 +11,11 @@ from __future__ import annotations
 import itertools
 
 import torch
-from genflow.guidance import guidance_active, guided_forward, null_condition
+from genflow.guidance import guided_velocity
 from genflow.interfaces import Backbone, Condition, DataSpec, Path, Sampler
 from genflow.registry import EmptyConfig
+from genflow.timesteps import time_grid
 from torch import Tensor
-
-
-def time_grid(steps: int, t_max: float) -> Tensor:
-    """``t_0 = t_max > t_1 > ... > t_N = 0``, uniform, in float64."""
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
-    return torch.linspace(t_max, 0.0, steps + 1, dtype=torch.float64)
 
 
 class MeanFlowSampler(Sampler):
@@ -47,7 +41,7 @@ class MeanFlowSampler(Sampler):
         guidance: float = 1.0,
         generator: torch.Generator | None = None,
     ) -> Tensor:
-        grid = time_grid(steps, self.path.t_max).tolist()
+        grid = time_grid(steps, t_max=self.path.t_max).tolist()
         x_t = noise.to(torch.promote_types(noise.dtype, torch.float32))
         for t, r in itertools.pairwise(grid):
             u = self.average_velocity(backbone, x_t.to(noise.dtype), t, r, cond, guidance)
@@ -57,13 +51,11 @@ class MeanFlowSampler(Sampler):
     def average_velocity(
         self, backbone: Backbone, x_t: Tensor, t: float, r: float, cond: Condition, guidance: float
     ) -> Tensor:
-        """``u(x_t, r, t) = backbone(x_t, t, r, cond)``, guided when ``guidance != 1`` and labels exist."""
+        """``u(x_t, r, t) = backbone(x_t, t, r, cond)``, guided by ``genflow.guidance.guided_velocity``."""
         n, time_dtype = x_t.shape[0], torch.promote_types(x_t.dtype, torch.float32)
         t_n = torch.full((n,), t, dtype=time_dtype, device=x_t.device)
         r_n = torch.full((n,), r, dtype=time_dtype, device=x_t.device)
-        if not guidance_active(cond, guidance) or self.spec.num_classes <= 0:
-            return backbone(x_t, t_n, r_n, cond)
-        return guided_forward(backbone, x_t, t_n, r_n, cond, null_condition(cond, self.spec), guidance)
+        return guided_velocity(backbone, x_t, t_n, r_n, cond, self.spec, guidance)
 
 
 def build(config: EmptyConfig, *, path: Path, spec: DataSpec) -> MeanFlowSampler:

@@ -1,4 +1,5 @@
-"""The linear (optimal-transport) path ``x_t = (1 - t) x + t z`` (docs/math.md section 1)."""
+"""The linear (optimal-transport) path ``x_t = (1 - t) x + t z`` (docs/math.md section 1), the core's default
+path, registered by genflow's built-in plugin as ``linear``."""
 
 from __future__ import annotations
 

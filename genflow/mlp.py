@@ -1,4 +1,5 @@
-"""An MLP backbone ``F(x_t, t, r, cond)`` for low-dimensional data (``toy2d``)."""
+"""``mlp``: a small residual MLP backbone ``F(x_t, t, r, cond)`` for low-dimensional data (``toy2d``), part of the
+core so that genflow trains and tests without any plugin."""
 
 from __future__ import annotations
 
