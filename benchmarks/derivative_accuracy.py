@@ -34,7 +34,7 @@ from genflow_tim.objective import TimObjective, bind, transition_target
 from torch import Tensor, nn
 
 from genflow.eval.distances import sliced_wasserstein
-from genflow.interfaces import Backbone, Batch, Condition, Path
+from genflow.interfaces import Backbone, Batch, Condition, ProbabilityPath
 from genflow.plugins import PluginManager
 from genflow.sample import generate
 
@@ -148,7 +148,7 @@ def accuracy_rows(model: Backbone, objective: TimObjective, batch: Batch, *, lab
     model64 = copy.deepcopy(model).double()
     inputs = tim_rows(objective, batch, seed)
     x_t, v_t, t, r, _ = inputs
-    path: Path = objective.path
+    path: ProbabilityPath = objective.path
     exact = jvp_estimate(model64, "fp64", inputs)
     target = transition_target(path, x_t, v_t, exact, t, r)
     rows = []

@@ -10,7 +10,7 @@ import torch
 
 from genflow.config import RunConfig
 from genflow.errors import GenflowError
-from genflow.interfaces import Backbone, Dataset, DataSpec, Derivative, Objective, Path, Sampler, TextEncoder
+from genflow.interfaces import Backbone, Dataset, DataSpec, Derivative, Objective, ProbabilityPath, Sampler, TextEncoder
 from genflow.plugins import PluginManager
 
 
@@ -26,7 +26,7 @@ class Components:
 
     dataset: Dataset
     spec: DataSpec
-    path: Path
+    path: ProbabilityPath
     #: None when the objective needs no time derivative (the config's ``derivative`` slot is empty).
     derivative: Derivative | None
     objective: Objective

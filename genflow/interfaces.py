@@ -98,11 +98,11 @@ class DataSpec:
 
 
 # --------------------------------------------------------------------------------------------
-# Path
+# ProbabilityPath
 # --------------------------------------------------------------------------------------------
 
 
-class Path(abc.ABC):
+class ProbabilityPath(abc.ABC):
     """An interpolant ``x_t = alpha_t x + sigma_t z`` (docs/math.md section 1).
 
     ``t_max`` is the noise end of the time interval (1 for the linear path, pi/2 for TrigFlow).
@@ -352,7 +352,7 @@ class EvalContext:
     classifier, reference features) across metrics and step counts; use :meth:`memo`."""
 
     dataset: Dataset
-    path: Path
+    path: ProbabilityPath
     device: torch.device = torch.device("cpu")
     seed: int = 0
     cache: dict[str, Any] = attrs.field(factory=dict)

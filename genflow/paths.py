@@ -6,10 +6,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from genflow.interfaces import Path
+from genflow.interfaces import ProbabilityPath
 
 
-class LinearPath(Path):
+class LinearPath(ProbabilityPath):
     """``alpha_t = 1 - t``, ``sigma_t = t``; transition ``x_r = x_t - (t - r) F`` (docs/math.md section 2)."""
 
     t_max = 1.0

@@ -30,7 +30,7 @@ from genflow.interfaces import (
     Derivative,
     Objective,
     ObjectiveOutput,
-    Path,
+    ProbabilityPath,
     Sampler,
     TextEncoder,
 )
@@ -73,7 +73,7 @@ def check_path(manager: PluginManager, name: str) -> None:
     """``x_0 = x``, ``x_{t_max} = z``, ``v_t = d x_t / dt``, and the transition at ``r = t`` is the identity."""
     component, config = _component(manager, "path", name)
     path = component.build(config)
-    assert isinstance(path, Path)
+    assert isinstance(path, ProbabilityPath)
     x, z = torch.randn(5, 3, dtype=torch.float64), torch.randn(5, 3, dtype=torch.float64)
     zeros, ends = torch.zeros(5, dtype=torch.float64), torch.full((5,), path.t_max, dtype=torch.float64)
     torch.testing.assert_close(path.interpolate(x, z, zeros), x)

@@ -22,10 +22,10 @@ from torch import Tensor
 
 from genflow.data.toy2d import GaussianMixture
 from genflow.eval.threads import one_thread
-from genflow.interfaces import Path
+from genflow.interfaces import ProbabilityPath
 
 
-def mixture_velocity(mixture: GaussianMixture, path: Path, x: Tensor, t: Tensor) -> Tensor:
+def mixture_velocity(mixture: GaussianMixture, path: ProbabilityPath, x: Tensor, t: Tensor) -> Tensor:
     """The marginal velocity ``u(x_t, t)`` of ``mixture`` on ``path``; ``x``: ``(N, D)``, ``t``: scalar."""
     x = x.double()
     t = torch.as_tensor(t, dtype=torch.float64)
@@ -41,7 +41,7 @@ def mixture_velocity(mixture: GaussianMixture, path: Path, x: Tensor, t: Tensor)
     return torch.einsum("nk,nkd->nd", weights, per_component)
 
 
-def flow_map(mixture: GaussianMixture, path: Path, noise: Tensor, *, steps: int = 2000,
+def flow_map(mixture: GaussianMixture, path: ProbabilityPath, noise: Tensor, *, steps: int = 2000,
              t_start: float | None = None, t_end: float = 0.0) -> Tensor:
     """``Phi(noise, t_start -> t_end)`` (default ``t_max -> 0``): RK4 on a uniform grid, float64.
 

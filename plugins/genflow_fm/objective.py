@@ -6,7 +6,7 @@ import attrs
 import torch
 
 from genflow.guidance import drop_labels
-from genflow.interfaces import Backbone, Batch, DataSpec, Objective, ObjectiveOutput, Path
+from genflow.interfaces import Backbone, Batch, DataSpec, Objective, ObjectiveOutput, ProbabilityPath
 from genflow.losses import finite_mean
 from genflow.timesteps import logit_normal, resolution_shift, shift_factor
 
@@ -24,7 +24,7 @@ class FlowMatchingConfig:
 class FlowMatching(Objective):
     """``L = || F_theta(x_t, t, t) - v_t ||^2`` with ``x_t = alpha_t x + sigma_t z``."""
 
-    def __init__(self, config: FlowMatchingConfig, *, path: Path, spec: DataSpec) -> None:
+    def __init__(self, config: FlowMatchingConfig, *, path: ProbabilityPath, spec: DataSpec) -> None:
         self.config = config
         self.path = path
         self.spec = spec

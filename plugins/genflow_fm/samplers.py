@@ -7,7 +7,7 @@ import torch
 from torch import Tensor
 
 from genflow.guidance import guided_velocity
-from genflow.interfaces import Backbone, Condition, DataSpec, Path, Sampler
+from genflow.interfaces import Backbone, Condition, DataSpec, ProbabilityPath, Sampler
 from genflow.timesteps import shift_factor, time_grid
 
 
@@ -23,7 +23,7 @@ class ODESampler(Sampler):
 
     heun: bool = False
 
-    def __init__(self, config: ODESamplerConfig, *, path: Path, spec: DataSpec) -> None:
+    def __init__(self, config: ODESamplerConfig, *, path: ProbabilityPath, spec: DataSpec) -> None:
         self.config = config
         self.path = path
         self.spec = spec

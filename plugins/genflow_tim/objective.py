@@ -21,7 +21,7 @@ from genflow.interfaces import (
     Derivative,
     Objective,
     ObjectiveOutput,
-    Path,
+    ProbabilityPath,
     TimeFunction,
     expand_like,
 )
@@ -166,10 +166,10 @@ def interval_weight(t: Tensor, r: Tensor, *, weighting: Weighting, sigma_d: floa
     return torch.where(t == r, torch.ones_like(w), w)
 
 
-def transition_coefficients_dt(path: Path, t: Tensor, r: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+def transition_coefficients_dt(path: ProbabilityPath, t: Tensor, r: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """``(A, B, dA/dt, dB/dt)`` of ``x_r = A_{t,r} x_t + B_{t,r} F`` at fixed ``r``.
 
-    ``dA/dt`` is not part of the ``Path`` interface: it comes from forward-mode AD through the
+    ``dA/dt`` is not part of the ``ProbabilityPath`` interface: it comes from forward-mode AD through the
     path's own (elementwise, analytic) ``transition_coefficients``, which is exact.
     """
     with fwAD.dual_level():
@@ -181,7 +181,7 @@ def transition_coefficients_dt(path: Path, t: Tensor, r: Tensor) -> tuple[Tensor
     return A, B, dA_dt, dB_dt
 
 
-def transition_target(path: Path, x_t: Tensor, v_t: Tensor, dF_dt: Tensor, t: Tensor, r: Tensor) -> Tensor:
+def transition_target(path: ProbabilityPath, x_t: Tensor, v_t: Tensor, dF_dt: Tensor, t: Tensor, r: Tensor) -> Tensor:
     """The regression target ``F_hat`` of docs/math.md s3, general form, shaped like ``x_t``.
 
     From ``d/dt (A x_t + B F) = 0`` along the trajectory ``dx_t/dt = v_t``:
@@ -263,7 +263,7 @@ class TimObjective(Objective):
     """
 
     def __init__(
-        self, config: TimObjectiveConfig, *, path: Path, derivative: Derivative, spec: DataSpec
+        self, config: TimObjectiveConfig, *, path: ProbabilityPath, derivative: Derivative, spec: DataSpec
     ) -> None:
         self.config = config
         self.path = path
@@ -292,7 +292,7 @@ class TimObjective(Objective):
         return self.weighted_loss(F, F_hat, t, r)
 
     def times(self, n: int, *, generator: torch.Generator, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
-        """Path times ``(t, r)`` (``(n,)`` each): unit times, resolution shift, scaled to ``t_max``."""
+        """ProbabilityPath times ``(t, r)`` (``(n,)`` each): unit times, resolution shift, scaled to ``t_max``."""
         time_dtype = torch.float64 if dtype == torch.float64 else torch.float32
         t, r = sample_times(self.config, n, generator=generator, dtype=time_dtype)
         t, r = resolution_shift(t, self.shift), resolution_shift(r, self.shift)  # docs/math.md s5, step 4
@@ -405,7 +405,7 @@ class TimObjective(Objective):
         return ObjectiveOutput(loss=loss, per_sample=raw, logs=logs)
 
 
-def build(config: TimObjectiveConfig, *, path: Path, derivative: Derivative | None, spec: DataSpec) -> TimObjective:
+def build(config: TimObjectiveConfig, *, path: ProbabilityPath, derivative: Derivative | None, spec: DataSpec) -> TimObjective:
     """Registry factory of the ``tim`` objective."""
     if derivative is None:
         raise ConfigError("objective 'tim' needs a derivative provider: set [derivative] name = \"dde\" (or \"jvp\")")

@@ -10,7 +10,7 @@ from attrs import validators
 from torch import Tensor
 
 from genflow.guidance import guidance_active, guided_velocity
-from genflow.interfaces import Backbone, Condition, DataSpec, Path, Sampler
+from genflow.interfaces import Backbone, Condition, DataSpec, ProbabilityPath, Sampler
 from genflow.timesteps import shift_factor, time_grid
 
 
@@ -39,7 +39,7 @@ class TransitionSampler(Sampler):
     skipped when ``guidance == 1`` or the condition has neither labels nor a caption.
     """
 
-    def __init__(self, config: TransitionSamplerConfig, *, path: Path, spec: DataSpec) -> None:
+    def __init__(self, config: TransitionSamplerConfig, *, path: ProbabilityPath, spec: DataSpec) -> None:
         self.config = config
         self.path = path
         self.spec = spec
@@ -102,6 +102,6 @@ class TransitionSampler(Sampler):
         return x_r - s * h * z_hat + math.sqrt(2 * s * sigma * h) * xi
 
 
-def build(config: TransitionSamplerConfig, *, path: Path, spec: DataSpec) -> TransitionSampler:
+def build(config: TransitionSamplerConfig, *, path: ProbabilityPath, spec: DataSpec) -> TransitionSampler:
     """Registry factory of the ``transition`` sampler."""
     return TransitionSampler(config, path=path, spec=spec)

@@ -7,10 +7,10 @@ import math
 import torch
 from torch import Tensor
 
-from genflow.interfaces import Path
+from genflow.interfaces import ProbabilityPath
 
 
-class TrigFlowPath(Path):
+class TrigFlowPath(ProbabilityPath):
     """``alpha_t = cos t``, ``sigma_t = sin t``; transition ``x_r = cos(t - r) x_t - sin(t - r) F``.
 
     With ``F`` the velocity parameterisation ``F = -sin(t) x + cos(t) z``, the transition is exact on

@@ -17,14 +17,14 @@ import torch
 from genflow_tim.trigflow import TrigFlowPath
 from torch import Tensor, nn
 
-from genflow.interfaces import Backbone, Condition, Path, expand_like
+from genflow.interfaces import Backbone, Condition, ProbabilityPath, expand_like
 from genflow.paths import LinearPath
 
 
 class GaussianOracle:
     """Closed forms for ``x ~ N(0, s^2 I)`` on ``path``; ``dA_dt(t, r)`` is the transition's ``dA/dt``."""
 
-    def __init__(self, path: Path, s: float, dA_dt: Callable[[Tensor, Tensor], Tensor]) -> None:
+    def __init__(self, path: ProbabilityPath, s: float, dA_dt: Callable[[Tensor, Tensor], Tensor]) -> None:
         self.path, self.s, self.dA_dt = path, s, dA_dt
 
     def V(self, t: Tensor) -> Tensor:

@@ -25,6 +25,7 @@ import math
 import attrs
 import torch
 from attrs import validators
+from genflow.errors import ConfigError
 from genflow.interfaces import (
     Backbone,
     Batch,
@@ -33,7 +34,7 @@ from genflow.interfaces import (
     Derivative,
     Objective,
     ObjectiveOutput,
-    Path,
+    ProbabilityPath,
     TimeFunction,
     expand_like,
 )
@@ -137,7 +138,7 @@ class MeanFlow(Objective):
     finite the loss is NaN, so the trainer's non-finite guard skips the step.
     """
 
-    def __init__(self, config: MeanFlowConfig, *, path: Path, derivative: Derivative, spec: DataSpec) -> None:
+    def __init__(self, config: MeanFlowConfig, *, path: ProbabilityPath, derivative: Derivative, spec: DataSpec) -> None:
         self.config = config
         self.path = path
         self.derivative = derivative
@@ -162,7 +163,7 @@ class MeanFlow(Objective):
         return self.adaptive_loss(u, u_tgt)
 
     def times(self, n: int, *, generator: torch.Generator, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
-        """Path times ``(t, r)``, ``(n,)`` each: unit times scaled to ``[0, t_max]``."""
+        """ProbabilityPath times ``(t, r)``, ``(n,)`` each: unit times scaled to ``[0, t_max]``."""
         time_dtype = torch.float64 if dtype == torch.float64 else torch.float32
         t, r = sample_times(self.config, n, generator=generator, dtype=time_dtype)
         return t * self.path.t_max, r * self.path.t_max
@@ -200,6 +201,8 @@ class MeanFlow(Objective):
         return ObjectiveOutput(loss=loss, per_sample=raw, logs=logs)
 
 
-def build(config: MeanFlowConfig, *, path: Path, derivative: Derivative, spec: DataSpec) -> MeanFlow:
+def build(config: MeanFlowConfig, *, path: ProbabilityPath, derivative: Derivative | None, spec: DataSpec) -> MeanFlow:
     """Registry factory of the ``meanflow`` objective (``genflow.hookspecs``: objective kind)."""
+    if derivative is None:
+        raise ConfigError("objective 'meanflow' needs a derivative provider: set [derivative] name = \"dde\" (or \"jvp\")")
     return MeanFlow(config, path=path, derivative=derivative, spec=spec)

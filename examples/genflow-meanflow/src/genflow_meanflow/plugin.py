@@ -21,7 +21,7 @@ def genflow_objectives() -> list[Component]:
             config=objective.MeanFlowConfig,
             build=objective.build,
             description="MeanFlow: regress u(x_t, r, t) on v_t - (t - r) du/dt (average velocity)",
-            defaults={"sampler": "meanflow"},
+            defaults={"sampler": "meanflow", "derivative": "dde"},
         )
     ]
 

@@ -12,7 +12,7 @@ import itertools
 
 import torch
 from genflow.guidance import guided_velocity
-from genflow.interfaces import Backbone, Condition, DataSpec, Path, Sampler
+from genflow.interfaces import Backbone, Condition, DataSpec, ProbabilityPath, Sampler
 from genflow.registry import EmptyConfig
 from genflow.timesteps import time_grid
 from torch import Tensor
@@ -26,7 +26,7 @@ class MeanFlowSampler(Sampler):
     guidance into the model and samples with ``guidance = 1``).
     """
 
-    def __init__(self, *, path: Path, spec: DataSpec) -> None:
+    def __init__(self, *, path: ProbabilityPath, spec: DataSpec) -> None:
         self.path = path
         self.spec = spec
 
@@ -58,6 +58,6 @@ class MeanFlowSampler(Sampler):
         return guided_velocity(backbone, x_t, t_n, r_n, cond, self.spec, guidance)
 
 
-def build(config: EmptyConfig, *, path: Path, spec: DataSpec) -> MeanFlowSampler:
+def build(config: EmptyConfig, *, path: ProbabilityPath, spec: DataSpec) -> MeanFlowSampler:
     """Registry factory of the ``meanflow`` sampler (no options)."""
     return MeanFlowSampler(path=path, spec=spec)
