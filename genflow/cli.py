@@ -287,12 +287,9 @@ def build_parser() -> ArgumentParser:
 
     prepare = sub.add_parser("prepare", help="write a zarr latent store from a dataset")
     _add_plugin_options(prepare)
-    try:
-        from genflow.data.prepare import add_arguments
-    except ImportError:  # the data package is optional while it is being built
-        pass
-    else:
-        add_arguments(prepare)
+    from genflow.data.prepare import add_arguments
+
+    add_arguments(prepare)
     prepare.set_defaults(func=cmd_prepare)
     return parser
 

@@ -12,12 +12,6 @@ from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, Iterabl
 from genflow.errors import ConfigError, allowed
 
 
-def _type_name(tp: Any) -> str:
-    if typing.get_origin(tp) is typing.Literal:
-        return "one of " + ", ".join(repr(v) for v in typing.get_args(tp))
-    return getattr(tp, "__name__", str(tp))
-
-
 def _strict_bool(value: Any, _: type) -> bool:
     if not isinstance(value, bool):
         raise TypeError(f"expected true or false, got {value!r}")

@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from genflow.data.shapes import Background, Scene
+from genflow.data.scene import Background, Scene
 
 #: Colour vocabulary: name -> RGB (0-255). Backgrounds are greys in 0-140, so colours stay apart.
 COLOURS: dict[str, tuple[int, int, int]] = {

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from genflow_tim.dit import RMSNorm, xavier_linear
+from genflow_tim.layers import RMSNorm, xavier_linear
 
 
 def masked_mean(text: Tensor, mask: Tensor) -> Tensor:

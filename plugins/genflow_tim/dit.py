@@ -31,6 +31,8 @@ from torch.utils.checkpoint import checkpoint
 from genflow.errors import ConfigError
 from genflow.interfaces import Backbone, Condition, DataSpec
 from genflow.nn import TimestepEmbedder
+from genflow_tim.cross_attention import TextCrossAttention, TextPooling
+from genflow_tim.layers import RMSNorm, SwiGLU, modulate, xavier_linear
 
 PresetName = Literal["debug", "S", "B/4", "XL/2", "XL/1"]
 
@@ -81,72 +83,6 @@ class DiTConfig:
         base = PRESETS[self.preset]
         overrides = {k: v for k, v in attrs.asdict(self).items() if k in attrs.fields_dict(Preset) and v}
         return attrs.evolve(base, **overrides)
-
-
-# --------------------------------------------------------------------------------------------
-# Shared layers (also used by the ``unet`` backbone)
-# --------------------------------------------------------------------------------------------
-
-
-class SwiGLU(nn.Module):
-    """``W_out (SiLU(W_gate x) * W_in x)``; ``W_gate`` and ``W_in`` are fused in one Linear."""
-
-    def __init__(self, dim: int, hidden: int, out: int) -> None:
-        super().__init__()
-        self.hidden = hidden
-        self.fc_in = nn.Linear(dim, 2 * hidden)
-        self.fc_out = nn.Linear(hidden, out)
-
-    def init_weights(self, *, zero_out: bool = False) -> None:
-        # Xavier per projection (gate and input separately), as for two Linear(dim, hidden).
-        nn.init.xavier_uniform_(self.fc_in.weight[: self.hidden])
-        nn.init.xavier_uniform_(self.fc_in.weight[self.hidden :])
-        nn.init.zeros_(self.fc_in.bias)
-        if zero_out:
-            nn.init.zeros_(self.fc_out.weight)
-        else:
-            nn.init.xavier_uniform_(self.fc_out.weight)
-        nn.init.zeros_(self.fc_out.bias)
-
-    def forward(self, x: Tensor) -> Tensor:
-        gate, value = self.fc_in(x).chunk(2, dim=-1)  # (..., hidden) each
-        return self.fc_out(F.silu(gate) * value)  # (..., out)
-
-
-class RMSNorm(nn.Module):
-    """``x / rms(x) * w`` over the last axis, returned in ``x``'s dtype (written out so forward-mode
-    AD always works).
-
-    The rms is accumulated in at least float32 (``vector_norm`` upcasts inside the kernel) and
-    applied in ``x``'s dtype, so the backward pass keeps ``x`` itself and a ``(..., 1)`` factor, not
-    two float32 copies of ``x``: for bf16 activations that is 4x less memory per norm (about 6 GB
-    at XL/2, batch 64) for the same result up to one bf16 rounding.
-    """
-
-    def __init__(self, dim: int, eps: float = 1e-6) -> None:
-        super().__init__()
-        self.eps = eps
-        self.weight = nn.Parameter(torch.empty(dim))
-
-    def init_weights(self) -> None:
-        nn.init.ones_(self.weight)
-
-    def forward(self, x: Tensor) -> Tensor:
-        acc = torch.promote_types(x.dtype, torch.float32)
-        norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True, dtype=acc)  # (..., 1), sqrt(sum x^2)
-        rstd = torch.rsqrt(norm.square() / x.shape[-1] + self.eps)  # 1 / rms
-        return x * rstd.to(x.dtype) * self.weight.to(x.dtype)
-
-
-def modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
-    """adaLN: ``x (1 + scale) + shift`` with ``shift``, ``scale`` ``(N, 1, D)``."""
-    return x * (1 + scale) + shift
-
-
-def xavier_linear(linear: nn.Linear) -> None:
-    nn.init.xavier_uniform_(linear.weight)
-    if linear.bias is not None:
-        nn.init.zeros_(linear.bias)
 
 
 # --------------------------------------------------------------------------------------------
@@ -229,8 +165,6 @@ class TiMBlock(nn.Module):
         self.attn = IntervalAwareAttention(dim, heads)
         self.cross: nn.Module | None = None
         if text_dim:  # text-to-image: cross-attention to the caption (absent otherwise)
-            from genflow_tim.cross_attention import TextCrossAttention
-
             self.norm_cross = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
             self.cross = TextCrossAttention(dim, text_dim, heads)
         self.norm2 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
@@ -305,8 +239,6 @@ class DiT(Backbone):
         self.class_embedding = nn.Embedding(self.num_classes + 1, D) if self.num_classes else None
         self.text_pool: nn.Module | None = None
         if spec.text and config.text_pooled:
-            from genflow_tim.cross_attention import TextPooling
-
             self.text_pool = TextPooling(spec.text_dim, D)
         self.blocks = nn.ModuleList(TiMBlock(D, arch.heads, arch.adaln_rank, spec.text_dim if spec.text else 0)
                                     for _ in range(arch.depth))
