@@ -5,9 +5,7 @@
 
 Sections, in order (each in its own try/except; the JSON is rewritten after each one; sections
 that would start after ``--budget`` seconds are skipped and say so: on an H200 the default budget
-ends the call after section 5, in 5-6 minutes (on 2026-11-27, before each compiled mode started
-from a dynamo reset, sections 1-4 took 168 s, section 5 alone 145 s); the rest need a second call
-with ``--skip``). Every training row: median step time, it/s, samples/s, peak memory, FLOPs per
+ends the call after section 5, in 5-6 minutes; the rest need a second call with ``--skip``). Every training row: median step time, it/s, samples/s, peak memory, FLOPs per
 step (``torch.utils.flop_counter``, counted on an eager step), TFLOP/s, MFU and the ratio to fm;
 bf16 autocast, AdamW, EMA, random latents.
 
@@ -68,7 +66,7 @@ EAGER_MODES = ("fm", "dde", "dde1", "dde-fp32", "jvp")
 COMPILED_MODES = ("dde", "fm", "dde1", "dde-0.7", "dde1-0.7")
 FSDP_MODES = ("dde", "fm")
 DDE_MODES = ("dde", "dde1", "dde-0.7", "dde1-0.7", "dde-fp32")
-#: Targets on an H200 (docs/BENCHMARKS.md); H100 targets are 0.9x the throughputs.
+#: Targets on an H200 (docs/performance.md, "The reference and the targets"); H100 targets are 0.9x the throughputs.
 TARGETS = {"xl2_dde_it_s": 6.0, "b4_dde_it_s": 19.0, "dde_fm_ratio": 1.25, "mfu": 0.45, "xl2_peak_gib": 45.7}
 
 
@@ -331,7 +329,7 @@ def measured_rows(result: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def summary(result: Mapping[str, Any], presets: Sequence[tuple[str, int]]) -> dict[str, Any]:
-    """Each derivative mode's best row per preset against the targets of docs/BENCHMARKS.md
+    """Each derivative mode's best row per preset against the targets of docs/performance.md
     (H200 figures; throughputs x0.9 on an H100)."""
     rows = measured_rows(result)
     scale = 0.9 if "H100" in str(result["environment"].get("card", "")) else 1.0
