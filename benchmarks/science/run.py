@@ -45,16 +45,16 @@ import _paths  # noqa: F401
 from common import RESULTS, Variant, metric_tables, parser, plot, run_grid
 from genflow_tim import objective as tim_objective
 
-#: Cost of a TiM step with today's defaults (the CPU presets' one-sided DDE, diffusion_ratio 0.7)
+#: Cost of a TiM step with genflow's defaults (the CPU presets' one-sided DDE, diffusion_ratio 0.7)
 #: in flow-matching steps, side by side on the demo UNet (train_step_unet_cpu_stencil.json: 1.10).
 FM_COMPUTE = 1.10
-#: The same for genflow's defaults before 2026-11-27 (central DDE, the reference's mixture:
-#: train_step_unet_cpu.json, 1.30-1.31), which the experiments run before then compared with.
+#: The same for the central DDE with the reference's mixture (train_step_unet_cpu.json: 1.30-1.31),
+#: the cost the experiments of that configuration compare with.
 CENTRAL_COST = 1.31
-#: The central DDE with diffusion_ratio 0.7 (train_step_unet_cpu_mixture.json: 1.17-1.25).
+#: The central DDE with diffusion_ratio 0.7 (1.16-1.25 fm steps; train_step_unet_cpu_stencil.json: 1.16).
 FM_COMPUTE_07 = 1.2
-#: The defaults before 2026-11-27 (the reference's mixture, central DDE), named explicitly so that
-#: experiments about them keep their runs.
+#: The reference's mixture with the central DDE (genflow's defaults before the cheaper steps),
+#: named explicitly so that experiments about it keep their runs.
 OLD_DEFAULTS = {**{f"objective.{k}": v for k, v in tim_objective.REFERENCE_MIXTURE.items()},
                 "derivative.stencil": "central"}
 #: How many of the old defaults' steps a cheaper TiM step buys in the same compute: an old-default
