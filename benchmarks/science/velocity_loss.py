@@ -4,7 +4,7 @@
 ``E |F - v|^2 = E |F - u|^2 + E |v - u|^2`` with ``u`` the marginal velocity: the second term does
 not depend on the model, and the difference between two runs at one ``t`` is the difference of
 their squared velocity errors. Every run sees the same images, labels and noise. This is what
-many-step sampling integrates (docs/results.md section 3b), measured without sampling.
+many-step sampling integrates (docs/results.md section 2), measured without sampling.
 
     python benchmarks/science/velocity_loss.py EXPERIMENT [--num 2000]
 

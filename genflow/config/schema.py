@@ -56,8 +56,8 @@ class TrainConfig:
     step feeds it; sample previews run eagerly); ``compile_mode`` is ``torch.compile``'s ``mode``:
     ``"reduce-overhead"`` replays CUDA graphs (no per-kernel launch cost on the host).
     ``compile_tuning`` also tunes the launch settings of inductor's generated kernels (its
-    ``coordinate_descent_tuning``): about a minute more compilation for XL/2, and steps 2-4% faster
-    on an H200 (docs/performance.md); worth it for long runs.
+    ``coordinate_descent_tuning``): longer compilation for faster steps, worth it for long runs
+    (docs/performance.md section 3).
     """
 
     steps: int = 2000

@@ -111,7 +111,8 @@ RECOMPILE_LIMIT = 64
 
 def compile_backbone(model: Backbone, mode: str, *, tuning: bool = False) -> None:
     """``torch.compile`` in place, each FSDP unit on its own (the whole backbone if it has none).
-    (One graph of the whole XL/2 compiled 4x longer and ran no faster on an H200.)
+    Per unit: the graphs are small and compile quickly; one graph of a whole large backbone compiles
+    several times longer and runs no faster.
 
     Static shapes: a run feeds a few batch shapes (the main pass, the derivative's passes over the
     ``t != r`` rows), each compiled once; dynamo's automatic dynamic shapes would instead trace one

@@ -56,31 +56,25 @@ def replayed_rng(device: torch.device, snapshot: list[Tensor]) -> Iterator[None]
 
 @attrs.frozen(kw_only=True)
 class DdeConfig:
-    """Options of the ``dde`` provider (defaults justified by the accuracy tables of docs/performance.md).
+    """Options of the ``dde`` provider (docs/math.md section 4; the accuracy and cost tables behind the
+    defaults: docs/performance.md sections 4-5).
 
-    ``epsilon``: half-width ``e`` of the central difference (docs/math.md section 4, ``e = 0.005``), or
-    the step of the one-sided one. At 0.005 the truncation error, a systematic bias of the target,
-    stays below 0.4% of ``dF/dt`` on trained models; larger ``e`` shrinks bf16 rounding noise
-    (zero-mean, so it averages out in the regression) at the price of that bias.
+    ``epsilon``: half-width ``e`` of the central difference (the paper's ``e = 0.005``), or the step
+    of the one-sided one. Larger ``e`` shrinks rounding noise in bf16 passes (zero-mean, so it
+    averages out in the regression) at the price of truncation bias (which does not).
     ``precision``: ``"model"`` (default) runs the passes as the caller's context dictates: fp32 in
     fp32 training, bf16 under bf16 autocast or FSDP bf16 parameters, as the reference does.
-    ``"fp32"`` disables autocast for the passes (inputs of at least fp32): under bf16 autocast that
-    cuts the derivative's error 20-100x, but a dde step then costs 1.8-2.3 fm steps on an H200
-    instead of 1.3; with FSDP bf16 parameters the passes stay bf16 whatever this says.
+    ``"fp32"`` disables autocast for the passes (inputs of at least fp32): more accurate under bf16
+    autocast, and slower; with FSDP bf16 parameters the passes stay bf16 whatever this says.
     ``batched``: run both passes as one call of ``fn`` on a ``2N`` batch (needs a forward without
     dropout: the two halves would get different masks); otherwise two calls, each starting from
     the same RNG state.
-    ``stencil``: ``"central"`` evaluates ``F`` at ``t - e`` and ``t + e`` (error ``O(e^2)``);
-    ``"one-sided"`` evaluates it at ``t + e`` only (``t - e`` near ``t_max``) and reuses the
-    caller's main pass for ``F(t)`` (error ``O(e)``, one pass instead of two: about 1.17 fm steps
-    instead of 1.33 when half the rows need a derivative). The reuse needs both points in the same
-    precision: with ``precision = "fp32"`` under an active autocast (the main pass then ran in bf16)
-    the provider recomputes ``F(t)`` in fp32 itself, which is accurate but saves nothing.
-    The CPU presets choose ``"one-sided"``: in fp32 its 2-4% bias did not show in quality, and the
-    steps it saves trained better models in the same compute (docs/results.md s0). ``"central"``
-    stays the default for bf16 training, where the one-sided stencil doubles the rounding error;
-    there it is the speed option (on an H200 with CUDA graphs, 1.15 instead of 1.27 fm steps on
-    XL/2; docs/performance.md s2, s4).
+    ``stencil``: ``"central"`` evaluates ``F`` at ``t - e`` and ``t + e`` (error ``O(e^2)``; under
+    bf16 half the rounding error of the one-sided stencil); ``"one-sided"`` evaluates it at
+    ``t + e`` only (``t - e`` near ``t_max``) and reuses the caller's main pass for ``F(t)`` (error
+    ``O(e)``, one pass instead of two; the CPU presets' choice). The reuse needs both points in the
+    same precision: with ``precision = "fp32"`` under an active autocast (the main pass then ran in
+    bf16) the provider recomputes ``F(t)`` in fp32 itself, which is accurate but saves nothing.
     """
 
     epsilon: float = attrs.field(default=0.005, validator=attrs.validators.gt(0.0))

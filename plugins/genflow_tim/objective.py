@@ -38,14 +38,11 @@ _unit = validators.and_(validators.ge(0.0), validators.le(1.0))
 @attrs.frozen(kw_only=True)
 class TimObjectiveConfig:
     """Options of the ``tim`` objective. Times and weightings are the reference's class-conditional
-    settings; three loss defaults differ from it (``adaptive_groups = 8``, ``directional = False``,
-    ``diffusion_t = "single"``): on toy2d and shapes the reference's loss made quality fall with
-    more sampling steps (docs/results.md); ``REFERENCE_LOSS`` restores it. The single draw of the
-    ``r = t`` rows centres at ``diffusion_p_mean = -1.2``, nearer the data than ``p_mean``: TiM's
-    velocity (what many-step sampling integrates) was weakest near the data (docs/results.md s3b).
-    ``diffusion_ratio = 0.7`` (the reference: 0.5): fewer rows need ``dF/dt``, so a step is cheaper
-    and the same compute trains more of them, which improved many-step quality on toy2d and
-    shapes at the same one-step quality (docs/results.md s0); ``REFERENCE_MIXTURE`` restores it.
+    settings. Four defaults differ from the reference: ``adaptive_groups = 8``, ``directional =
+    False`` and ``diffusion_t = "single"`` at ``diffusion_p_mean = -1.2`` (the reference's loss
+    biases the velocity of low-dimensional samples, docs/results.md section 2; ``REFERENCE_LOSS``
+    restores it), and ``diffusion_ratio = 0.7`` (fewer rows need ``dF/dt``, so a step is cheaper;
+    docs/results.md section 1; ``REFERENCE_MIXTURE`` restores the reference's 0.5).
 
     Times: ``t, r`` = max / min of two logit-normal draws ``sigmoid(N(p_mean, p_std))``; a fraction
     ``diffusion_ratio`` of each batch gets ``r = t``, ``consistency_ratio`` gets ``r = 0``
@@ -230,8 +227,7 @@ def grouped_mean(L: Tensor, t: Tensor, r: Tensor, groups: int | tuple[int, int],
 
 def cosine_similarity(a: Tensor, b: Tensor, dim: int = 1, eps: float = 1e-8) -> Tensor:
     """``torch.cosine_similarity``: ``a . b / (max(|a|, eps) max(|b|, eps))`` along ``dim``, written
-    with sums of squares (on CPUs ATen's vector norm over a non-last axis is ~80x slower than this,
-    which made the directional loss ~9% of a demo training step)."""
+    with sums of squares (on CPUs ATen's vector norm over a non-last axis is far slower than this)."""
     norm_a = a.square().sum(dim).clamp_min(eps**2).sqrt()  # clamp before sqrt: finite gradients at 0
     norm_b = b.square().sum(dim).clamp_min(eps**2).sqrt()
     return (a * b).sum(dim) / (norm_a * norm_b)
