@@ -164,7 +164,8 @@ def _relaunch_with_torchrun(nproc: int) -> int:
 def cmd_config(args: argparse.Namespace) -> int:
     from genflow.config import to_toml
 
-    print(to_toml(_load_config(args, _manager(args))), end="")
+    # Without --config the same base as `genflow train`: this prints what train would run.
+    print(to_toml(_load_config(args, _manager(args), base=DEFAULT_PRESET)), end="")
     return 0
 
 
@@ -186,7 +187,7 @@ def cmd_model_info(args: argparse.Namespace) -> int:
     from genflow.interfaces import DataSpec
 
     manager = _manager(args)
-    config = _load_config(args, manager)
+    config = _load_config(args, manager, base=DEFAULT_PRESET)
     if args.shape:
         try:
             shape = tuple(int(s) for s in args.shape.split(","))

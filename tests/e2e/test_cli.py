@@ -126,12 +126,23 @@ def test_the_core_trains_with_the_other_plugin_blocked(capsys, tmp_path, blocked
     assert code == 0 and other not in out
 
 
-def test_an_unset_objective_is_one_clear_error(capsys):
-    code, _, err = run_cli(capsys, "config")
+def test_an_unset_objective_is_one_clear_error(capsys, tmp_path):
+    config = tmp_path / "no-objective.toml"
+    config.write_text('[data]\nname = "toy2d"\n')
+    code, _, err = run_cli(capsys, "config", "--config", str(config))
     assert code == 2
     assert err.strip().splitlines() == [
         "genflow: error: objective.name: not set; choose one of the registered objectives: fm, tim "
         "(e.g. --objective NAME, or --config demo)"]
+
+
+def test_config_prints_what_train_runs(capsys, tmp_path):
+    """Without --config, `genflow config` resolves the same preset as `genflow train`."""
+    code, printed, err = run_cli(capsys, "config", "train.steps=3")
+    assert code == 0, err
+    code, dry_run, err = run_cli(capsys, "train", "--dry-run", "train.steps=3")
+    assert code == 0, err
+    assert printed == dry_run and 'name = "tim"' in printed
 
 
 def test_console_script_exit_code_and_no_traceback():

@@ -12,7 +12,7 @@ from genflow import config as cfg
 from genflow.errors import ConfigError
 from genflow.train.trainer import Trainer
 
-DIT = ("data.name=shapes", "data.resolution=8", "backbone.name=tim-dit", "backbone.preset=debug",
+DIT = ("data.name=shapes", "data.resolution=8", "objective.name=tim", "backbone.name=tim-dit", "backbone.preset=debug",
        "train.batch_size=8", "train.steps=2")
 
 
