@@ -10,8 +10,8 @@ step (``torch.utils.flop_counter``, counted on an eager step), TFLOP/s, MFU and 
 bf16 autocast, AdamW, EMA, random latents.
 
 1. ``matmul``: the card's measured dense bf16 rate (8192^3 products), the denominator of MFU.
-2. ``fixed costs XL/2``: clip + AdamW and the EMA update on XL/2's parameters, today's recipe side
-   by side with the one before 2026-11-27 (``fixed_costs_section``).
+2. ``fixed costs XL/2``: clip + AdamW and the EMA update on XL/2's parameters, genflow's recipe side
+   by side with the earlier one (``fixed_costs_section``).
 3. ``train XL/2 b64 compiled+reduce-overhead``, ``train B/4 b256 compiled+reduce-overhead``: per-block
    ``train.compile`` (static shapes) with CUDA graphs (``train.compile_mode``); modes dde (central
    DDE, passes in the model's precision, i.e. bf16), fm, dde1 (one-sided), and both at genflow's
@@ -258,9 +258,9 @@ def loop_section(manager: Any, preset: str, batch: int, device: str, precision: 
 
 
 def fixed_costs_section(manager: Any, preset: str, device: str, repeats: int) -> dict[str, Any]:
-    """The per-step work after the backward pass on ``preset``'s parameters, side by side: today's
+    """The per-step work after the backward pass on ``preset``'s parameters, side by side: genflow's
     (gradient norm, AdamW with the clip as its ``grad_scale``, one multi-tensor ``lerp`` per EMA)
-    against the recipe before 2026-11-27 (``clip_grad_norm_``'s extra pass over the gradients,
+    against the earlier recipe (CHANGELOG.md, 2026-11-27: ``clip_grad_norm_``'s extra pass over the gradients,
     an EMA of three multi-tensor kernels with a device-side skip weight). Milliseconds per step."""
     from genflow.train.trainer import clip_scale
 

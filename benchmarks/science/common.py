@@ -136,8 +136,9 @@ def train(argv: Sequence[str], workdir: pathlib.Path, index: RunIndex) -> tuple[
 
 def evaluate(run: pathlib.Path, eval_steps: Sequence[int], eval_args: Sequence[str]) -> dict[str, dict[str, float]]:
     """``genflow eval`` of the EMA weights of ``run``'s last checkpoint at ``eval_steps`` (cached per
-    arguments): ``{metric: {steps: value}}``. The checkpoint, not ``model.pt``: until 2026-11-27 a
-    CPU run wrote its raw weights to ``model.pt``, so the runs made before are evaluated alike."""
+    arguments): ``{metric: {steps: value}}``. The checkpoint, not ``model.pt``: CPU runs of older
+    versions wrote their raw weights to ``model.pt`` (CHANGELOG.md, 2026-11-27), so every run is
+    evaluated alike."""
     last, _ = checkpoint.latest_checkpoint(run)
     args = ["--steps", ",".join(map(str, eval_steps)), "--checkpoint", str(last), *eval_args]
     out = run / f"eval-{_key(args)}"

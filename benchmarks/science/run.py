@@ -149,8 +149,7 @@ def shapes_drift(steps: int) -> list[Variant]:
 
 
 def velocity_share(args: list[str]) -> Callable[[int], list[Variant]]:
-    """More ``r = t`` rows (``diffusion_ratio`` 0.7 instead of the reference's 0.5, the default until
-    2026-11-27) at the same steps, central DDE, and flow matching with the compute of either
+    """More ``r = t`` rows (``diffusion_ratio`` 0.7 instead of the reference's 0.5) at the same steps, central DDE, and flow matching with the compute of either
     (``FM_COMPUTE_07``, ``CENTRAL_COST``)."""
     return lambda steps: [Variant("tim", args, OLD_DEFAULTS),
                           Variant("tim, diffusion_ratio 0.7", args, {**OLD_DEFAULTS, "objective.diffusion_ratio": 0.7}),
