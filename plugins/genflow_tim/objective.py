@@ -29,6 +29,8 @@ from genflow_tim.derivatives import replayed_rng, rng_snapshot
 
 Weighting = Literal["tangent", "linear", "odds", "constant"]
 DiffusionTime = Literal["max", "single"]
+GuidanceTargetVariant = Literal["official", "guided-tangent"]
+GUIDANCE_TARGET_VARIANTS = ("official", "guided-tangent")
 WEIGHTINGS = ("tangent", "linear", "odds", "constant")
 
 _unit = validators.and_(validators.ge(0.0), validators.le(1.0))
@@ -61,7 +63,13 @@ class TimObjectiveConfig:
     ``directional`` adds ``1 - cos(F, F_hat)`` over channels.
     ``label_dropout``: probability of the null class. ``guidance_target`` enables the
     guidance-enhanced target ``v + guidance_target_scale (F_c - F_u)`` for ``t / t_max`` inside
-    the closed ``guidance_target_interval``.
+    the closed ``guidance_target_interval``. ``guidance_target_variant``: ``"official"`` (the
+    official TiM code) takes ``dF/dt`` along the plain velocity ``v`` and computes ``F_c`` with the
+    batch's true condition, so rows whose label was dropped are guided too; ``"guided-tangent"``
+    takes ``dF/dt`` along the guided velocity (the tangent of the trajectory the target describes)
+    and leaves dropped rows unguided, which is preferable when the model is still sampled with
+    classifier-free guidance: its null-class rows keep learning the plain unconditional transition
+    that the guidance's unconditional branch needs (docs/parity.md).
     """
 
     p_mean: float = -0.4
@@ -81,6 +89,9 @@ class TimObjectiveConfig:
     guidance_target: bool = False
     guidance_target_scale: float = 0.75
     guidance_target_interval: tuple[float, float] = (0.3, 0.8)
+    guidance_target_variant: GuidanceTargetVariant = attrs.field(
+        default="official", validator=validators.in_(GUIDANCE_TARGET_VARIANTS)
+    )
     base_resolution: int = attrs.field(default=0, validator=validators.ge(0))
 
     def __attrs_post_init__(self) -> None:
@@ -275,20 +286,35 @@ class TimObjective(Objective):
         t, r = self.times(x.shape[0], generator=generator, dtype=x.dtype)
         t, r = t.to(x.device), r.to(x.device)
         z = torch.randn(x.shape, generator=generator, device=generator.device, dtype=x.dtype).to(x.device)
-        cond = self.drop_labels(cond, generator=generator)
+        true_cond, cond = cond, self.drop_labels(cond, generator=generator)
         x_t, v_t = self.path.interpolate(x, z, t), self.path.velocity(x, z, t)  # TIM.md s1
-        if self.config.guidance_target:
-            v_t = self.guided_velocity(backbone, x_t, v_t, t, cond)
+        v_hat, dx_dt = self.target_velocity(backbone, x_t, v_t, t, cond, true_cond)
         rows = self.interval_rows(t, r)
         if self.derivative.uses_output:  # e.g. one-sided dde: the main pass first, reused
-            F, dF_dt = self.forward_then_derivative(backbone, x_t, t, r, v_t, cond, rows)
+            F, dF_dt = self.forward_then_derivative(backbone, x_t, t, r, dx_dt, cond, rows)
         else:
             # the derivative runs first: providers keep the RNG state, so their passes see the same
             # dropout state as the main pass below
-            dF_dt = self.time_derivative(backbone, x_t, t, r, v_t, cond, rows=rows)
+            dF_dt = self.time_derivative(backbone, x_t, t, r, dx_dt, cond, rows=rows)
             F = backbone(x_t, t, r, cond)  # (N, ...)
-        F_hat = transition_target(self.path, x_t, v_t, dF_dt, t, r).detach()  # TIM.md Eq. 9
+        F_hat = transition_target(self.path, x_t, v_hat, dF_dt, t, r).detach()  # TIM.md Eq. 9
         return self.weighted_loss(F, F_hat, t, r)
+
+    def target_velocity(
+        self, backbone: Backbone, x_t: Tensor, v_t: Tensor, t: Tensor, cond: Condition, true_cond: Condition
+    ) -> tuple[Tensor, Tensor]:
+        """``(v_hat, dx/dt)``: the velocity in the target and the direction of ``dF/dt``.
+
+        Without ``guidance_target`` both are the path's velocity ``v_t``. With it, ``v_hat`` is the
+        guided velocity; ``"official"``: guided by the true (undropped) condition, ``dx/dt = v_t``;
+        ``"guided-tangent"``: guided by the dropped condition, ``dx/dt = v_hat``.
+        """
+        if not self.config.guidance_target:
+            return v_t, v_t
+        if self.config.guidance_target_variant == "official":
+            return self.guided_velocity(backbone, x_t, v_t, t, true_cond), v_t
+        v_hat = self.guided_velocity(backbone, x_t, v_t, t, cond)
+        return v_hat, v_hat
 
     def times(self, n: int, *, generator: torch.Generator, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
         """Path times ``(t, r)`` (``(n,)`` each): unit times, resolution shift, scaled to ``t_max``."""
