@@ -15,6 +15,7 @@ dataset       ``build(config, cache_dir=pathlib.Path)``            ``Dataset``
 autoencoder   ``build(config)``                                    autoencoder
 metric        ``build(config)``                                    ``Metric``
 text_encoder  ``build(config, spec=DataSpec)``                     ``TextEncoder``
+importer      ``build(config)``                                    ``fn(file, preset, out, manager)``
 ============  ====================================================  ===================
 
 Lifecycle hooks are called by the trainer with keyword arguments, on every rank, never inside a
@@ -87,6 +88,14 @@ def genflow_text_encoders() -> list[Component]:
     """Text encoders (``TextEncoder``: tokenizer + network, captions -> states ``(N, L, D)``) for
     caption-conditioned data; built only when ``DataSpec.text``. A pretrained encoder from another
     library registers here and loads (and freezes) its weights in ``init_weights``."""
+    raise NotImplementedError
+
+
+@hookspec
+def genflow_importers() -> list[Component]:
+    """Importers of weights trained elsewhere (``genflow import NAME FILE --preset P --out RUN``):
+    ``build(config)`` returns ``fn(file, preset, out, manager)``, which checks everything, writes
+    the run folder ``out`` (``config.toml``, ``model.pt``) and returns its path."""
     raise NotImplementedError
 
 
