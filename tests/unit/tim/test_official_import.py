@@ -259,3 +259,26 @@ def test_official_models_import_into_their_presets():
         manifest = official_c2i_manifest(small)
         assert sum(int(np.prod(s)) for s in converted_shapes.values()) == _count(manifest), preset
     assert official.official_model("imagenet256-xl2").patch == 2
+
+
+def test_an_imported_run_fine_tunes_from_the_imported_weights(capsys, tmp_path, monkeypatch):
+    from tests.unit.data.helpers import write_shapes
+
+    store = str(tmp_path / "shapes.zarr")
+    write_shapes(store, resolution=16, count=40)  # (3, 16, 16), 16 classes
+    model = attrs.evolve(TINY, latent=16, num_classes=16)
+    monkeypatch.setitem(OFFICIAL_MODELS, "debug-image", model)
+    write_safetensors(tmp_path / "tim.safetensors", random_official_state(model, dtype=torch.float32))
+    run = tmp_path / "run"
+    code, _, err = _run(capsys, "import", "tim-official", str(tmp_path / "tim.safetensors"), "--preset",
+                        "debug-image", "--out", str(run))
+    assert code == 0, err
+    imported = torch.load(run / "model.pt", weights_only=True)["model"]
+    # lr 0: the fine-tuned weights (and their EMA) stay the imported ones exactly
+    code, _, err = _run(capsys, "train", "--resume", "--run-dir", str(run), "--no-progress", f"data.url='{store}'",
+                        "train.steps=1", "train.lr=0.0", "train.batch_size=8", "train.checkpoint_every=0",
+                        "sample.steps=[1]", "sample.num=2")
+    assert code == 0, err
+    tuned = torch.load(run / "model.pt", weights_only=True)["model"]
+    assert set(tuned) == set(imported)
+    assert all(torch.equal(tuned[k], imported[k]) for k in imported)
