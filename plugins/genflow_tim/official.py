@@ -40,7 +40,11 @@ class OfficialModel:
 
     Sizes are read from the official configs (``configs/c2i/*.yaml``, ``configs/t2i/*.yaml``) and
     model code: ``lora_rank`` is ``lora_hidden_size``, ``encoder_depth`` the block the REPA projector
-    reads, ``z_dim`` / ``projector_dim`` its output / hidden widths.
+    reads, ``z_dim`` / ``projector_dim`` its output / hidden widths. ``guidance``,
+    ``guidance_interval`` and ``stochasticity`` are the official many-step sampling settings
+    (``scripts/sample/c2i/sample_*.sh``: ``--cfg-scale``, ``--guidance-low/high``,
+    ``--stochasticity-ratio``); with them one step at ``t = 1`` lies outside the interval and runs
+    unguided and deterministic, as the official one-step setting (``--cfg-scale 1.0``).
     """
 
     name: str
@@ -58,6 +62,9 @@ class OfficialModel:
     num_classes: int = 1000
     autoencoder: str = "diffusers-kl"
     pretrained: str = "stabilityai/sd-vae-ft-ema"
+    guidance: float = 2.5
+    guidance_interval: tuple[float, float] = (0.0, 0.6)
+    stochasticity: float = 0.2
 
 
 #: genflow's reference presets and the official model each imports.
@@ -69,7 +76,8 @@ OFFICIAL_MODELS: dict[str, OfficialModel] = {
     "imagenet512-xl1": OfficialModel(name="TiM-C2I-512 (tim_xl_p1_512)", kind="c2i", hidden=1152, depth=28,
                                      heads=16, patch=1, channels=32, latent=16, lora_rank=384, encoder_depth=8,
                                      autoencoder="diffusers-dc",
-                                     pretrained="mit-han-lab/dc-ae-f32c32-sana-1.1-diffusers"),
+                                     pretrained="mit-han-lab/dc-ae-f32c32-sana-1.1-diffusers",
+                                     guidance=3.0, guidance_interval=(0.0, 0.7)),
     "t2i-xl1": OfficialModel(name="TiM-T2I (tim_xl_p1_t2i)", kind="t2i", hidden=1152, depth=28, heads=16,
                              patch=1, channels=32, latent=16, lora_rank=384, encoder_depth=8, num_classes=0,
                              autoencoder="diffusers-dc", pretrained="mit-han-lab/dc-ae-f32c32-sana-1.1-diffusers"),
@@ -244,7 +252,8 @@ def official_model(preset: str) -> OfficialModel:
 
 
 def run_config_raw(preset: str, model: OfficialModel) -> dict[str, object]:
-    """The preset's settings with the official network's layout and its latent space as data."""
+    """The preset's settings with the official network's layout, its latent space as data and the
+    official sampling settings."""
     from genflow.config.load import read_config_file
 
     raw = read_config_file(preset)
@@ -252,6 +261,10 @@ def run_config_raw(preset: str, model: OfficialModel) -> dict[str, object]:
                    "num_classes": model.num_classes, "autoencoder": model.autoencoder,
                    "pretrained": model.pretrained}
     raw["backbone"] = backbone_options(model)
+    raw["sampler"] = {"name": "transition", "guidance_interval": list(model.guidance_interval),
+                      "stochasticity": model.stochasticity}
+    sample = raw.get("sample")
+    raw["sample"] = {**(sample if isinstance(sample, dict) else {}), "guidance": model.guidance}
     return raw
 
 

@@ -282,3 +282,12 @@ def test_an_imported_run_fine_tunes_from_the_imported_weights(capsys, tmp_path, 
     tuned = torch.load(run / "model.pt", weights_only=True)["model"]
     assert set(tuned) == set(imported)
     assert all(torch.equal(tuned[k], imported[k]) for k in imported)
+
+
+def test_the_imported_run_samples_with_the_official_settings(tiny_preset):
+    raw = official.run_config_raw(tiny_preset, OFFICIAL_MODELS["imagenet256-xl2"])
+    assert raw["sampler"] == {"name": "transition", "guidance_interval": [0.0, 0.6], "stochasticity": 0.2}
+    assert raw["sample"]["guidance"] == 2.5
+    raw = official.run_config_raw(tiny_preset, OFFICIAL_MODELS["imagenet512-xl1"])
+    assert raw["sampler"]["guidance_interval"] == [0.0, 0.7] and raw["sample"]["guidance"] == 3.0
+    assert raw["data"]["pretrained"] == "mit-han-lab/dc-ae-f32c32-sana-1.1-diffusers"
