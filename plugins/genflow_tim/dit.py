@@ -20,7 +20,7 @@ Parameter counts match the reference (without its REPA projector head): class-co
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import attrs
 import torch
@@ -416,17 +416,24 @@ class DiT(Backbone):
             c = c + self.text_pool(cond.text, cond.text_mask, t.shape[0], c)
         return c[:, None], phi_dt[:, None]
 
-    def forward(self, x_t: Tensor, t: Tensor, r: Tensor, cond: Condition) -> Tensor:
-        return self._forward(x_t, t, r, cond, features=False)[0]
+    def forward(self, x_t: Tensor, t: Tensor, r: Tensor, cond: Condition, features: bool = False) -> Any:
+        """``F(x_t, t, r, cond)`` ``(N, C, H, W)``; with ``features`` the pair of ``forward_features``
+        (through ``__call__``, so module hooks such as FSDP's run as for a plain forward)."""
+        if features and self.projector is None:
+            raise ValueError("tim-dit has no projector: set backbone.projector_out > 0")
+        F_out, z = self._forward(x_t, t, r, cond, features=features)
+        return (F_out, z) if features else F_out
 
     def forward_features(self, x_t: Tensor, t: Tensor, r: Tensor, cond: Condition) -> tuple[Tensor, Tensor]:
         """``(F, z)``: the output of ``forward`` and the projector's ``(N, T, projector_out)`` reading
         of the hidden states after block ``projector_depth`` (representation alignment)."""
-        if self.projector is None:
-            raise ValueError("tim-dit has no projector: set backbone.projector_out > 0")
-        F_out, z = self._forward(x_t, t, r, cond, features=True)
-        assert z is not None
+        F_out, z = self(x_t, t, r, cond, features=True)
         return F_out, z
+
+    def token_grid(self, x_t: Tensor) -> tuple[int, int]:
+        """``(h, w)``: the patch-token grid of an input shaped like ``x_t``."""
+        p = self.arch.patch_size
+        return x_t.shape[-2] // p, x_t.shape[-1] // p
 
     def _forward(self, x_t: Tensor, t: Tensor, r: Tensor, cond: Condition, *,
                  features: bool) -> tuple[Tensor, Tensor | None]:
