@@ -124,6 +124,26 @@ def official_c2i_manifest(model: OfficialModel) -> dict[str, tuple[int, ...]]:
     return keys
 
 
+def official_t2i_manifest(model: OfficialModel, cap_dim: int = 1152) -> dict[str, tuple[int, ...]]:
+    """Every tensor of the official text-to-image network (``tim/models/t2i/tim_model.py``): the
+    class-conditional layout without the class table, plus the caption embedder (``LayerNorm`` of
+    the ``cap_dim``-wide text states, then a SwiGLU ``cap_dim -> 4D -> D``) and per block a gated
+    cross-attention (``q``, ``kv``, LayerNorm q/k norms, ``proj``) with a 9-way adaLN."""
+    D, hd = model.hidden, model.hidden // model.heads
+    keys = {k: v for k, v in official_c2i_manifest(attrs.evolve(model, num_classes=0)).items()
+            if not k.startswith("y_embedder.")}
+    keys |= {"y_embedder.norm.weight": (cap_dim,), "y_embedder.norm.bias": (cap_dim,)}
+    keys |= _swiglu("y_embedder.mlp", cap_dim, 4 * D, D)
+    for i in range(model.depth):
+        b = f"blocks.{i}"
+        keys |= _linear(f"{b}.cross_attn.q", D, D) | _linear(f"{b}.cross_attn.kv", D, 2 * D)
+        for norm in ("q_norm", "k_norm"):
+            keys |= {f"{b}.cross_attn.{norm}.weight": (hd,), f"{b}.cross_attn.{norm}.bias": (hd,)}
+        keys |= _linear(f"{b}.cross_attn.proj", D, D)
+        keys |= _swiglu(f"{b}.adaLN_modulation", D, model.lora_rank, 9 * D)
+    return keys
+
+
 def check_layout(state: Mapping[str, Tensor], manifest: Mapping[str, tuple[int, ...]], what: str) -> None:
     """Exactly the manifest's tensors with its shapes, else one line naming what differs."""
     missing = sorted(set(manifest) - set(state))

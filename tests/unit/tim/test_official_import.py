@@ -291,3 +291,16 @@ def test_the_imported_run_samples_with_the_official_settings(tiny_preset):
     raw = official.run_config_raw(tiny_preset, OFFICIAL_MODELS["imagenet512-xl1"])
     assert raw["sampler"]["guidance_interval"] == [0.0, 0.7] and raw["sample"]["guidance"] == 3.0
     assert raw["data"]["pretrained"] == "mit-han-lab/dc-ae-f32c32-sana-1.1-diffusers"
+
+
+def test_t2i_manifest_is_the_released_865m_model():
+    from genflow_tim.official import official_t2i_manifest
+
+    manifest = official_t2i_manifest(OFFICIAL_MODELS["t2i-xl1"])
+    without = _count({k: s for k, s in manifest.items() if not k.startswith("projector.")})
+    assert round(without / 1e6) == 865  # the official README: TiM-T2I, 865M parameters
+    assert manifest["blocks.0.adaLN_modulation.fc2.weight"] == (9 * 1152, 384)
+    assert manifest["blocks.5.cross_attn.kv.weight"] == (2304, 1152)
+    assert manifest["y_embedder.mlp.fc1_g.weight"] == (4608, 1152)
+    assert manifest["x_embedder.proj.weight"] == (1152, 32, 1, 1)
+    assert not any(k.startswith("y_embedder.embedding_table") for k in manifest)
