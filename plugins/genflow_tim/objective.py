@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
 import attrs
 import torch
@@ -355,7 +355,8 @@ class TimObjective(Objective):
         """``loss + repa_weight L_repa`` (:mod:`genflow_tim.repa`), ``L_repa`` logged as ``repa``."""
         if self.repa is None:  # objectives used outside the trainer: built on first use
             self.repa = self.build_repa(h_proj.shape[-1])
-        grid = backbone.token_grid(x) if hasattr(backbone, "token_grid") else (x.shape[-2], x.shape[-1])
+        token_grid: Any = getattr(backbone, "token_grid", None)
+        grid = token_grid(x) if token_grid is not None else (x.shape[-2], x.shape[-1])
         repa = self.repa.loss(h_proj, x, grid)
         logs = {**out.logs, "repa": repa.detach()}
         return ObjectiveOutput(loss=out.loss + self.config.repa_weight * repa, per_sample=out.per_sample, logs=logs)

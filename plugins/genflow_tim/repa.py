@@ -90,6 +90,8 @@ class DinoV2Encoder(FrozenEncoder):
                                f"({type(exc).__name__}: {' '.join(str(exc).split())[:160]})") from None
         config: Any = self.model.config
         self.patch, self.dim = int(config.patch_size), int(config.hidden_size)
+        self.mean: Tensor
+        self.std: Tensor
         self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1), persistent=False)
 
