@@ -3,7 +3,8 @@
 A DiT over patch tokens of any size (native resolution) that reads the time pair ``(t, r)``:
 
 - patch embedding without absolute positions; 2D axial RoPE on queries and keys after a per-head
-  qk-norm (RMSNorm), so any ``H x W`` multiple of the patch size works;
+  qk-norm (RMSNorm), so any ``H x W`` multiple of the patch size works (``DiTConfig.qk_norm``,
+  ``rope_pairs``, ``rope_first_axis`` select the official TiM network's layout instead);
 - decoupled embeddings ``c = phi_t(t) + phi_dt(t - r) [+ class]``, two independent sinusoid -> MLP
   embedders fed raw ``t`` in ``[0, 1]`` (TIM.md section 4: ``1000 t`` breaks DDE);
 - interval-aware attention ``qkv = W LN_mod(h) + b + W' phi_dt(t - r)``;
