@@ -347,7 +347,7 @@ class TimObjective(Objective):
             # dropout state as the main pass below
             dF_dt = self.time_derivative(backbone, x_t, t, r, dx_dt, cond, rows=rows)
             F, h_proj = self.main_pass(backbone, x_t, t, r, cond)  # (N, ...)
-        F_hat = transition_target(self.path, x_t, v_hat, dF_dt, t, r).detach()  # TIM.md Eq. 9
+        F_hat = transition_target(self.path, x_t, v_hat, dF_dt, t, r).detach()  # arXiv 2509.04394, Eq. 9
         out = self.weighted_loss(F, F_hat, t, r)
         return out if h_proj is None else self.add_alignment(out, backbone, h_proj, x)
 
