@@ -113,6 +113,9 @@ def plugin_manager() -> PluginManager:
 PRESETS: dict[str, dict[str, Any]] = {
     "unet": {"backbone": {"name": "unet"}, "data": (3, 32)},
     "debug": {"backbone": {"name": "tim-dit", "preset": "debug"}, "data": (4, 16)},
+    # RGB data for the REPA modes (the encoder reads pixels): 16x16 tokens, as ImageNet-256 at XL/2
+    "debug-rgb": {"backbone": {"name": "tim-dit", "preset": "debug"}, "data": (3, 32)},
+    "B/4-rgb": {"backbone": {"name": "tim-dit", "preset": "B/4"}, "data": (3, 32)},
     "S": {"backbone": {"name": "tim-dit", "preset": "S"}, "data": (4, 32)},
     "B/4": {"backbone": {"name": "tim-dit", "preset": "B/4"}, "data": (4, 32)},
     "XL/2": {"backbone": {"name": "tim-dit", "preset": "XL/2"}, "data": (4, 32)},
@@ -126,6 +129,9 @@ PRESETS: dict[str, dict[str, Any]] = {
 #: reference's runs; ``dde-fp32`` the same with fp32 passes, ``dde1`` the one-sided DDE reusing the
 #: main pass, ``dde-0.7`` the central DDE with ``diffusion_ratio`` 0.7 (genflow's default mixture:
 #: fewer interval rows to differentiate), ``dde1-0.7`` the one-sided DDE with it (the CPU presets').
+#: ``dde-repa``: ``dde`` plus representation alignment (weight 1.0, the backbone's projector to 768
+#: after block 1, the frozen random encoder: it costs the projector, the loss and a small encoder,
+#: not RADIO's forward); needs RGB data (``debug-rgb``, ``B/4-rgb``).
 MODES: dict[str, dict[str, dict[str, Any]]] = {
     "fm": {"objective": {"name": "fm"}, "derivative": {"name": "dde"}},
     "tim-fm": {"objective": {"name": "tim", "diffusion_ratio": 1.0, "consistency_ratio": 0.0},
@@ -137,6 +143,8 @@ MODES: dict[str, dict[str, dict[str, Any]]] = {
     "dde1-0.7": {"objective": {"name": "tim", "diffusion_ratio": 0.7},
                  "derivative": {"name": "dde", "stencil": "one-sided"}},
     "jvp": {"objective": {"name": "tim", **REFERENCE_MIXTURE}, "derivative": {"name": "jvp"}},
+    "dde-repa": {"objective": {"name": "tim", **REFERENCE_MIXTURE, "repa_weight": 1.0, "repa_encoder": "random"},
+                 "derivative": {"name": "dde"}, "backbone": {"projector_out": 768, "projector_depth": 1}},
 }
 
 
@@ -154,8 +162,8 @@ def run_config(manager: PluginManager, *, preset: str, mode: str, batch: int, de
                    "num_classes": num_classes}
     raw: dict[str, Any] = {
         "data": dict(data) if data is not None else random_data,
-        "backbone": {**spec["backbone"], **(backbone_options or {})},
-        **{slot: dict(table) for slot, table in MODES[mode].items()},
+        "backbone": {**spec["backbone"], **MODES[mode].get("backbone", {}), **(backbone_options or {})},
+        **{slot: dict(table) for slot, table in MODES[mode].items() if slot != "backbone"},
         "train": {"batch_size": batch, "device": device, "precision": precision, "compile": compile,
                   "fsdp_mixed_precision": fsdp_bf16, "lr": 1e-4, "betas": [0.9, 0.95], "eps": 1e-6,
                   "weight_decay": 0.01, "grad_clip": 1.0, "ema_decay": [0.9999], **(train or {})},

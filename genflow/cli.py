@@ -230,6 +230,15 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     return run(args, _manager(args))
 
 
+def cmd_import(args: argparse.Namespace) -> int:
+    manager = _manager(args)
+    component = manager.get("importer", args.source)
+    run_import = component.build(component.config())
+    out = run_import(pathlib.Path(args.file), args.preset, pathlib.Path(args.out), manager)
+    print(f"imported '{args.file}' into run folder {out} (genflow sample {out})")
+    return 0
+
+
 # ------------------------------------------------------------------------------------------------
 # parser
 # ------------------------------------------------------------------------------------------------
@@ -292,6 +301,14 @@ def build_parser() -> ArgumentParser:
 
     add_arguments(prepare)
     prepare.set_defaults(func=cmd_prepare)
+
+    importer = sub.add_parser("import", help="import weights trained elsewhere into a run folder")
+    _add_plugin_options(importer)
+    importer.add_argument("source", help="a registered importer, e.g. tim-official")
+    importer.add_argument("file", help="the weights file")
+    importer.add_argument("--preset", required=True, help="the genflow preset the weights fit")
+    importer.add_argument("--out", required=True, help="the new run folder")
+    importer.set_defaults(func=cmd_import)
     return parser
 
 

@@ -3,20 +3,7 @@
 Registration hooks return lists of :class:`genflow.registry.Component`; each component names an
 attrs config class and a ``build`` factory called with keyword arguments, per kind:
 
-============  ======================================================  ===================
-kind          ``build(config, ...)``                                  returns
-============  ======================================================  ===================
-path          ``build(config)``                                       ``ProbabilityPath``
-derivative    ``build(config)``                                       ``Derivative``
-backbone      ``build(config, spec=DataSpec)``                        ``Backbone``
-objective     ``build(config, path=, derivative=, spec=DataSpec)``    ``Objective``
-sampler       ``build(config, path=ProbabilityPath, spec=DataSpec)``  ``Sampler``
-dataset       ``build(config, cache_dir=pathlib.Path)``               ``Dataset``
-autoencoder   ``build(config)``                                       autoencoder
-metric        ``build(config)``                                       ``Metric``
-text_encoder  ``build(config, spec=DataSpec)``                        ``TextEncoder``
-============  ======================================================  ===================
-
+============  ======================================================  ============
 Lifecycle hooks are called by the trainer with keyword arguments, on every rank, never inside a
 forward or backward pass.
 """
@@ -87,6 +74,14 @@ def genflow_text_encoders() -> list[Component]:
     """Text encoders (``TextEncoder``: tokenizer + network, captions -> states ``(N, L, D)``) for
     caption-conditioned data; built only when ``DataSpec.text``. A pretrained encoder from another
     library registers here and loads (and freezes) its weights in ``init_weights``."""
+    raise NotImplementedError
+
+
+@hookspec
+def genflow_importers() -> list[Component]:
+    """Importers of weights trained elsewhere (``genflow import NAME FILE --preset P --out RUN``):
+    ``build(config)`` returns ``fn(file, preset, out, manager)``, which checks everything, writes
+    the run folder ``out`` (``config.toml``, ``model.pt``) and returns its path."""
     raise NotImplementedError
 
 

@@ -18,6 +18,7 @@ KINDS: dict[str, str] = {
     "autoencoder": "genflow_autoencoders",
     "metric": "genflow_metrics",
     "text_encoder": "genflow_text_encoders",
+    "importer": "genflow_importers",
 }
 
 

@@ -19,6 +19,7 @@ from torch.distributed.checkpoint.state_dict import (
     StateDictOptions,
     get_model_state_dict,
     get_state_dict,
+    set_model_state_dict,
     set_state_dict,
 )
 from torch.distributed.fsdp import FSDPModule
@@ -211,6 +212,7 @@ class Trainer:
     def _resume(self) -> None:
         found = checkpoint.latest_checkpoint(self.run_dir)
         if found is None:
+            self._start_from_final_weights()
             return
         step, path = found
         state = self._state()
@@ -230,6 +232,25 @@ class Trainer:
         except (KeyError, TypeError, ValueError) as exc:
             raise GenflowError(f"checkpoint '{path}': {TRAINER_STATE} is damaged ({type(exc).__name__}: {exc})") from None
         self.step = step
+
+    def _start_from_final_weights(self) -> None:
+        """A run folder with final weights and no checkpoint (e.g. written by ``genflow import``):
+        fine-tune from those weights, the EMA starting from them too."""
+        path = self.run_dir / "model.pt"
+        if not path.is_file():
+            return
+        from genflow import safe_load
+
+        payload = safe_load.load_weights(path)
+        weights = payload.get("model") if isinstance(payload, dict) else None
+        if not isinstance(weights, dict):
+            raise GenflowError(f"'{path}' is not a genflow weights file (no 'model' state dict)")
+        try:
+            set_model_state_dict(self.model, weights, options=StateDictOptions(full_state_dict=True))
+        except (RuntimeError, KeyError, ValueError) as exc:
+            detail = " ".join(str(exc).split())[:200]
+            raise GenflowError(f"'{path}' does not fit this run's backbone: {detail}") from None
+        self.ema = EMA(self.model, self.train.ema_decay)
 
     def save_checkpoint(self) -> pathlib.Path:
         path = checkpoint.save(self._state(), self.run_dir, self.step, self.world, self.train.keep_last,

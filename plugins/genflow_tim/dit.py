@@ -3,7 +3,8 @@
 A DiT over patch tokens of any size (native resolution) that reads the time pair ``(t, r)``:
 
 - patch embedding without absolute positions; 2D axial RoPE on queries and keys after a per-head
-  qk-norm (RMSNorm), so any ``H x W`` multiple of the patch size works;
+  qk-norm (RMSNorm), so any ``H x W`` multiple of the patch size works (``DiTConfig.qk_norm``,
+  ``rope_pairs``, ``rope_first_axis`` select the official TiM network's layout instead);
 - decoupled embeddings ``c = phi_t(t) + phi_dt(t - r) [+ class]``, two independent sinusoid -> MLP
   embedders fed raw ``t`` in ``[0, 1]`` (docs/math.md section 4: ``1000 t`` breaks DDE);
 - interval-aware attention ``qkv = W LN_mod(h) + b + W' phi_dt(t - r)``;
@@ -20,7 +21,7 @@ Parameter counts match the reference (without its REPA projector head): class-co
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import attrs
 import torch
@@ -32,9 +33,12 @@ from genflow.errors import ConfigError
 from genflow.interfaces import Backbone, Condition, DataSpec
 from genflow.nn import TimestepEmbedder
 from genflow_tim.cross_attention import TextCrossAttention, TextPooling
-from genflow_tim.layers import RMSNorm, SwiGLU, modulate, xavier_linear
+from genflow_tim.layers import AffineLayerNorm, RMSNorm, SwiGLU, modulate, xavier_linear
 
 PresetName = Literal["debug", "S", "B/4", "XL/2", "XL/1"]
+QkNorm = Literal["rms", "layer"]
+RopePairs = Literal["half", "interleaved"]
+RopeFirstAxis = Literal["row", "col"]
 
 
 @attrs.frozen(kw_only=True)
@@ -67,6 +71,16 @@ class DiTConfig:
     ``grad_checkpointing`` recomputes each block in the backward pass (activation checkpointing).
     ``text_pooled``: with captions, also add the masked mean of the text states (through a Linear)
     to the conditioning vector ``c``; the cross-attention is always there with captions.
+
+    Layout options (the defaults are genflow's; the official TiM network, arXiv 2509.04394, is
+    ``qk_norm = "layer"``, ``rope_pairs = "interleaved"``, ``rope_first_axis = "col"``, see
+    docs/parity.md): ``qk_norm`` is the per-head norm of queries and keys, ``"rms"`` (RMSNorm, eps
+    1e-6) or ``"layer"`` (LayerNorm with weight and bias, eps 1e-5); ``rope_pairs`` the channels
+    that rotate together, ``"half"`` (``i, i + d/2``) or ``"interleaved"`` (``2i, 2i + 1``);
+    ``rope_first_axis`` the token index that drives the first half of the angles.
+    ``projector_out`` > 0 adds the representation-alignment projector: an MLP
+    ``D -> projector_dim -> projector_dim -> projector_out`` (SiLU between) on the hidden states
+    after block ``projector_depth`` (``DiT.forward_features``); it does not change ``forward``.
     """
 
     preset: PresetName = "debug"
@@ -77,6 +91,12 @@ class DiTConfig:
     adaln_rank: int = 0
     grad_checkpointing: bool = False
     text_pooled: bool = True
+    qk_norm: QkNorm = attrs.field(default="rms", validator=attrs.validators.in_(("rms", "layer")))
+    rope_pairs: RopePairs = attrs.field(default="half", validator=attrs.validators.in_(("half", "interleaved")))
+    rope_first_axis: RopeFirstAxis = attrs.field(default="row", validator=attrs.validators.in_(("row", "col")))
+    projector_out: int = attrs.field(default=0, validator=attrs.validators.ge(0))
+    projector_dim: int = attrs.field(default=2048, validator=attrs.validators.ge(1))
+    projector_depth: int = attrs.field(default=0, validator=attrs.validators.ge(0))
 
     def resolve(self) -> Preset:
         """The preset with this config's non-zero overrides applied."""
@@ -85,24 +105,34 @@ class DiTConfig:
         return attrs.evolve(base, **overrides)
 
 
+def qk_norm_layer(kind: QkNorm, dim: int) -> RMSNorm | AffineLayerNorm:
+    """The per-head query / key norm: ``"rms"`` (genflow) or ``"layer"`` (the official TiM network)."""
+    return RMSNorm(dim) if kind == "rms" else AffineLayerNorm(dim)
+
+
 # --------------------------------------------------------------------------------------------
 # 2D axial RoPE
 # --------------------------------------------------------------------------------------------
 
 
 def axial_rope(h: int, w: int, head_dim: int, *, device: torch.device, dtype: torch.dtype,
-               theta: float = 10000.0) -> tuple[Tensor, Tensor]:
+               theta: float = 10000.0, pairs: RopePairs = "half",
+               first_axis: RopeFirstAxis = "row") -> tuple[Tensor, Tensor]:
     """``cos``, ``sin`` of shape ``(h w, head_dim)`` for tokens in row-major order.
 
-    The first half of the rotation angles follows the row index, the second half the column index;
-    pairs ``(i, i + head_dim / 2)`` rotate together (``rotate_half`` convention).
+    ``d / 4`` frequencies ``theta^(-k / (d / 4))``; the first half of the rotation angles follows
+    the ``first_axis`` index (row by default), the second half the other one. ``pairs = "half"``:
+    channels ``(i, i + d / 2)`` rotate together (``rotate_half``); ``"interleaved"``: channels
+    ``(2i, 2i + 1)`` (``rotate_interleaved``, the official TiM network's layout).
     """
     quarter = head_dim // 4
     freqs = theta ** (-torch.arange(quarter, device=device, dtype=dtype) / quarter)  # (d/4,)
     rows = torch.arange(h, device=device, dtype=dtype).repeat_interleave(w)  # (h w,)
     cols = torch.arange(w, device=device, dtype=dtype).repeat(h)  # (h w,)
-    angles = torch.cat([rows[:, None] * freqs, cols[:, None] * freqs], dim=-1)  # (h w, d/2)
-    angles = torch.cat([angles, angles], dim=-1)  # (h w, d)
+    first, second = (rows, cols) if first_axis == "row" else (cols, rows)
+    angles = torch.cat([first[:, None] * freqs, second[:, None] * freqs], dim=-1)  # (h w, d/2)
+    # (h w, d): a0 a0 a1 a1 ... (interleaved) or a0 a1 ... a0 a1 ... (half)
+    angles = angles.repeat_interleave(2, dim=-1) if pairs == "interleaved" else torch.cat([angles, angles], dim=-1)
     return angles.cos(), angles.sin()
 
 
@@ -111,11 +141,18 @@ def rotate_half(x: Tensor) -> Tensor:
     return torch.cat([-x2, x1], dim=-1)
 
 
-def apply_rope(x: Tensor, rope: tuple[Tensor, Tensor]) -> Tensor:
+def rotate_interleaved(x: Tensor) -> Tensor:
+    """``(x_0, x_1, x_2, x_3, ...) -> (-x_1, x_0, -x_3, x_2, ...)``: pairs ``(2i, 2i + 1)`` rotate."""
+    pairs = x.unflatten(-1, (-1, 2))
+    return torch.stack([-pairs[..., 1], pairs[..., 0]], dim=-1).flatten(-2)
+
+
+def apply_rope(x: Tensor, rope: tuple[Tensor, Tensor], pairs: RopePairs = "half") -> Tensor:
     """Rotate ``x`` ``(N, heads, T, d)`` by the angles of ``rope`` (in ``rope``'s precision)."""
     cos, sin = rope
     xr = x.to(cos.dtype)
-    return (xr * cos + rotate_half(xr) * sin).to(x.dtype)
+    rotated = rotate_interleaved(xr) if pairs == "interleaved" else rotate_half(xr)
+    return (xr * cos + rotated * sin).to(x.dtype)
 
 
 # --------------------------------------------------------------------------------------------
@@ -130,14 +167,15 @@ class IntervalAwareAttention(nn.Module):
     over tokens; then per-head qk RMSNorm and 2D RoPE on q and k.
     """
 
-    def __init__(self, dim: int, heads: int) -> None:
+    def __init__(self, dim: int, heads: int, qk_norm: QkNorm = "rms", rope_pairs: RopePairs = "half") -> None:
         super().__init__()
         self.heads = heads
         self.head_dim = dim // heads
+        self.rope_pairs = rope_pairs
         self.qkv = nn.Linear(dim, 3 * dim)
         self.qkv_interval = nn.Linear(dim, 3 * dim, bias=False)  # W'
-        self.q_norm = RMSNorm(self.head_dim)
-        self.k_norm = RMSNorm(self.head_dim)
+        self.q_norm = qk_norm_layer(qk_norm, self.head_dim)
+        self.k_norm = qk_norm_layer(qk_norm, self.head_dim)
         self.proj = nn.Linear(dim, dim)
 
     def init_weights(self) -> None:
@@ -150,8 +188,8 @@ class IntervalAwareAttention(nn.Module):
         N, T, D = x.shape
         qkv = self.qkv(x) + self.qkv_interval(phi_dt)  # (N, T, 3D) + (N, 1, 3D)
         q, k, v = qkv.view(N, T, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)  # (N, H, T, d) each
-        q = apply_rope(self.q_norm(q), rope)
-        k = apply_rope(self.k_norm(k), rope)
+        q = apply_rope(self.q_norm(q), rope, self.rope_pairs)
+        k = apply_rope(self.k_norm(k), rope, self.rope_pairs)
         out = F.scaled_dot_product_attention(q, k, v)  # (N, H, T, d)
         return self.proj(out.transpose(1, 2).reshape(N, T, D))  # (N, T, D)
 
@@ -159,10 +197,11 @@ class IntervalAwareAttention(nn.Module):
 class TiMBlock(nn.Module):
     """One adaLN-zero transformer block with interval-aware attention and LoRA-AdaLN."""
 
-    def __init__(self, dim: int, heads: int, adaln_rank: int, text_dim: int = 0) -> None:
+    def __init__(self, dim: int, heads: int, adaln_rank: int, text_dim: int = 0, *, qk_norm: QkNorm = "rms",
+                 rope_pairs: RopePairs = "half") -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
-        self.attn = IntervalAwareAttention(dim, heads)
+        self.attn = IntervalAwareAttention(dim, heads, qk_norm, rope_pairs)
         self.cross: nn.Module | None = None
         if text_dim:  # text-to-image: cross-attention to the caption (absent otherwise)
             self.norm_cross = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
@@ -225,6 +264,7 @@ class DiT(Backbone):
         super().__init__()
         arch = config.resolve()
         _check_arch(arch, spec)
+        _check_projector(config, arch)
         self.arch = arch
         self.in_channels = spec.shape[0]
         self.num_classes = spec.num_classes
@@ -240,9 +280,17 @@ class DiT(Backbone):
         self.text_pool: nn.Module | None = None
         if spec.text and config.text_pooled:
             self.text_pool = TextPooling(spec.text_dim, D)
-        self.blocks = nn.ModuleList(TiMBlock(D, arch.heads, arch.adaln_rank, spec.text_dim if spec.text else 0)
+        self.rope_pairs, self.rope_first_axis = config.rope_pairs, config.rope_first_axis
+        self.blocks = nn.ModuleList(TiMBlock(D, arch.heads, arch.adaln_rank, spec.text_dim if spec.text else 0,
+                                             qk_norm=config.qk_norm, rope_pairs=config.rope_pairs)
                                     for _ in range(arch.depth))
         self.final = FinalLayer(D, p, self.in_channels)
+        self.projector_depth = config.projector_depth
+        self.projector: nn.Sequential | None = None
+        if config.projector_out:  # representation alignment (REPA) head, read by forward_features
+            P = config.projector_dim
+            self.projector = nn.Sequential(nn.Linear(D, P), nn.SiLU(), nn.Linear(P, P), nn.SiLU(),
+                                           nn.Linear(P, config.projector_out))
 
     def init_weights(self) -> None:
         """Reference initialisation: Xavier Linear layers, N(0, 0.02) embeddings, zero adaLN and
@@ -259,6 +307,10 @@ class DiT(Backbone):
         for block in self.blocks:
             block.init_weights()
         self.final.init_weights()
+        if self.projector is not None:
+            for module in self.projector:
+                if isinstance(module, nn.Linear):
+                    xavier_linear(module)
 
     def fsdp_units(self) -> list[nn.Module]:
         return list(self.blocks)
@@ -276,7 +328,27 @@ class DiT(Backbone):
             c = c + self.text_pool(cond.text, cond.text_mask, t.shape[0], c)
         return c[:, None], phi_dt[:, None]
 
-    def forward(self, x_t: Tensor, t: Tensor, r: Tensor, cond: Condition) -> Tensor:
+    def forward(self, x_t: Tensor, t: Tensor, r: Tensor, cond: Condition, features: bool = False) -> Any:
+        """``F(x_t, t, r, cond)`` ``(N, C, H, W)``; with ``features`` the pair of ``forward_features``
+        (through ``__call__``, so module hooks such as FSDP's run as for a plain forward)."""
+        if features and self.projector is None:
+            raise ValueError("tim-dit has no projector: set backbone.projector_out > 0")
+        F_out, z = self._forward(x_t, t, r, cond, features=features)
+        return (F_out, z) if features else F_out
+
+    def forward_features(self, x_t: Tensor, t: Tensor, r: Tensor, cond: Condition) -> tuple[Tensor, Tensor]:
+        """``(F, z)``: the output of ``forward`` and the projector's ``(N, T, projector_out)`` reading
+        of the hidden states after block ``projector_depth`` (representation alignment)."""
+        F_out, z = self(x_t, t, r, cond, features=True)
+        return F_out, z
+
+    def token_grid(self, x_t: Tensor) -> tuple[int, int]:
+        """``(h, w)``: the patch-token grid of an input shaped like ``x_t``."""
+        p = self.arch.patch_size
+        return x_t.shape[-2] // p, x_t.shape[-1] // p
+
+    def _forward(self, x_t: Tensor, t: Tensor, r: Tensor, cond: Condition, *,
+                 features: bool) -> tuple[Tensor, Tensor | None]:
         N, C, H, W = self._check_input(x_t)
         p = self.arch.patch_size
         # Compute in the parameters' dtype (bf16 under FSDP mixed precision); t, r stay as given.
@@ -285,16 +357,20 @@ class DiT(Backbone):
         c, phi_dt = self.embed_condition(t, r, cond)  # (N, 1, D) each
         rope_dtype = torch.promote_types(h.dtype, torch.float32)
         rope = axial_rope(H // p, W // p, self.arch.hidden_size // self.arch.heads,
-                          device=h.device, dtype=rope_dtype)  # (T, d) each
+                          device=h.device, dtype=rope_dtype, pairs=self.rope_pairs,
+                          first_axis=self.rope_first_axis)  # (T, d) each
         # (N, L, D_text), (N, L): only a text-to-image model reads the caption.
         text = (cond.text, cond.text_mask) if self.uses_text else ()
-        for block in self.blocks:
+        z = None
+        for i, block in enumerate(self.blocks):
             if self.grad_checkpointing and torch.is_grad_enabled():
                 h = checkpoint(block, h, c, phi_dt, rope, *text, use_reentrant=False)
             else:
                 h = block(h, c, phi_dt, rope, *text)  # (N, T, D)
+            if features and self.projector is not None and i + 1 == self.projector_depth:
+                z = self.projector(h)  # (N, T, projector_out)
         h = self.final(h, c)  # (N, T, p p C)
-        return self.unpatchify(h, H, W).to(x_t.dtype)  # (N, C, H, W)
+        return self.unpatchify(h, H, W).to(x_t.dtype), z  # (N, C, H, W)
 
     def unpatchify(self, h: Tensor, H: int, W: int) -> Tensor:
         """``(N, T, p p C)`` -> ``(N, C, H, W)`` (inverse of the row-major patch embedding)."""
@@ -310,6 +386,12 @@ class DiT(Backbone):
         if H % p or W % p:
             raise ValueError(f"tim-dit: H and W must be multiples of the patch size {p}, got {H}x{W}")
         return N, C, H, W
+
+
+def _check_projector(config: DiTConfig, arch: Preset) -> None:
+    if config.projector_out and not 1 <= config.projector_depth <= arch.depth:
+        raise ConfigError(f"backbone 'tim-dit': projector_depth must be in [1, {arch.depth}] (the block whose "
+                          f"hidden states the projector reads), got {config.projector_depth}")
 
 
 def _check_arch(arch: Preset, spec: DataSpec) -> None:

@@ -1,5 +1,5 @@
 """Layers shared by the TiM backbones (``tim-dit``, its text cross-attention, ``unet``): SwiGLU, RMSNorm,
-adaLN modulation and Xavier initialisation (docs/math.md section 9)."""
+the affine LayerNorm of the official qk-norm, adaLN modulation and Xavier initialisation (docs/math.md section 9)."""
 
 from __future__ import annotations
 
@@ -56,6 +56,27 @@ class RMSNorm(nn.Module):
         norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True, dtype=acc)  # (..., 1), sqrt(sum x^2)
         rstd = torch.rsqrt(norm.square() / x.shape[-1] + self.eps)  # 1 / rms
         return x * rstd.to(x.dtype) * self.weight.to(x.dtype)
+
+
+class AffineLayerNorm(nn.Module):
+    """``(x - mean) / sqrt(var + eps) * w + b`` over the last axis, accumulated in at least float32
+    and returned in ``x``'s dtype (written out so forward-mode AD always works)."""
+
+    def __init__(self, dim: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.empty(dim))
+        self.bias = nn.Parameter(torch.empty(dim))
+
+    def init_weights(self) -> None:
+        nn.init.ones_(self.weight)
+        nn.init.zeros_(self.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        xa = x.to(torch.promote_types(x.dtype, torch.float32))
+        centred = xa - xa.mean(dim=-1, keepdim=True)
+        rstd = torch.rsqrt(centred.square().mean(dim=-1, keepdim=True) + self.eps)
+        return (centred * rstd * self.weight.to(xa.dtype) + self.bias.to(xa.dtype)).to(x.dtype)
 
 
 def modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:

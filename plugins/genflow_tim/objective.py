@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
 import attrs
 import torch
@@ -11,7 +11,7 @@ from attrs import validators
 from torch import Tensor
 from torch.autograd import forward_ad as fwAD
 
-from genflow.errors import ConfigError
+from genflow.errors import ConfigError, GenflowError
 from genflow.guidance import drop_labels, has_condition, null_condition
 from genflow.interfaces import (
     Backbone,
@@ -27,9 +27,12 @@ from genflow.interfaces import (
 )
 from genflow.timesteps import logit_normal, resolution_shift, shift_factor
 from genflow_tim.derivatives import replayed_rng, rng_snapshot
+from genflow_tim.repa import ENCODERS, RepresentationAlignment, build_encoder
 
 Weighting = Literal["tangent", "linear", "odds", "constant"]
 DiffusionTime = Literal["max", "single"]
+GuidanceTargetVariant = Literal["official", "guided-tangent"]
+GUIDANCE_TARGET_VARIANTS = ("official", "guided-tangent")
 WEIGHTINGS = ("tangent", "linear", "odds", "constant")
 
 _unit = validators.and_(validators.ge(0.0), validators.le(1.0))
@@ -59,7 +62,18 @@ class TimObjectiveConfig:
     ``directional`` adds ``1 - cos(F, F_hat)`` over channels.
     ``label_dropout``: probability of the null class. ``guidance_target`` enables the
     guidance-enhanced target ``v + guidance_target_scale (F_c - F_u)`` for ``t / t_max`` inside
-    the closed ``guidance_target_interval``.
+    the closed ``guidance_target_interval``. ``guidance_target_variant``: ``"official"`` (the
+    official TiM code) takes ``dF/dt`` along the plain velocity ``v`` and computes ``F_c`` with the
+    batch's true condition, so rows whose label was dropped are guided too; ``"guided-tangent"``
+    takes ``dF/dt`` along the guided velocity (the tangent of the trajectory the target describes)
+    and leaves dropped rows unguided, which is preferable when the model is still sampled with
+    classifier-free guidance: its null-class rows keep learning the plain unconditional transition
+    that the guidance's unconditional branch needs (docs/parity.md).
+    ``repa_weight`` > 0 adds representation alignment (:mod:`genflow_tim.repa`) with that weight:
+    the backbone's projector (``backbone.projector_out``) against the frozen ``repa_encoder``
+    (``"random"``, ``"dinov2"`` from ``repa_encoder_path``, ``"radio"`` from ``repa_encoder_repo``
+    and ``repa_encoder_path``) on the clean batch, decoded to pixels by the autoencoder
+    ``repa_decoder`` (``"identity"``: the data are pixels) with ``repa_decoder_pretrained``.
     """
 
     p_mean: float = -0.4
@@ -79,7 +93,16 @@ class TimObjectiveConfig:
     guidance_target: bool = False
     guidance_target_scale: float = 0.75
     guidance_target_interval: tuple[float, float] = (0.3, 0.8)
+    guidance_target_variant: GuidanceTargetVariant = attrs.field(
+        default="official", validator=validators.in_(GUIDANCE_TARGET_VARIANTS)
+    )
     base_resolution: int = attrs.field(default=0, validator=validators.ge(0))
+    repa_weight: float = attrs.field(default=0.0, validator=validators.ge(0.0))
+    repa_encoder: str = attrs.field(default="random", validator=validators.in_(ENCODERS))
+    repa_encoder_path: str = ""
+    repa_encoder_repo: str = ""
+    repa_decoder: str = "identity"
+    repa_decoder_pretrained: str = ""
 
     def __attrs_post_init__(self) -> None:
         if self.diffusion_ratio + self.consistency_ratio > 1:
@@ -266,29 +289,92 @@ class TimObjective(Objective):
         self.derivative = derivative
         self.spec = spec
         self.shift = shift_factor(spec.shape, config.base_resolution)
+        self.repa: RepresentationAlignment | None = None
+
+    def check_backbone(self, backbone: Backbone, *, distributed: bool) -> None:
+        """With ``repa_weight`` > 0: the backbone needs a projector, and the encoder loads here
+        (before training) so a missing file or package is one line."""
+        if self.config.repa_weight <= 0:
+            return
+        projector = getattr(backbone, "projector", None)
+        if projector is None:
+            raise GenflowError("objective.repa_weight > 0 needs a backbone with a representation projector "
+                               "(tim-dit with backbone.projector_out > 0 and backbone.projector_depth)")
+        self.repa = self.build_repa(int(projector[-1].out_features))
+
+    def build_repa(self, dim: int) -> RepresentationAlignment:
+        """The REPA loss with ``repa_encoder`` (the random one ``dim`` wide) and the decoder."""
+        c = self.config
+        encoder = build_encoder(c.repa_encoder, dim=dim, path=c.repa_encoder_path, repo=c.repa_encoder_repo)
+        decoder = None
+        if c.repa_decoder != "identity":
+            from genflow.data.autoencoders import build_builtin
+
+            options = {"pretrained": c.repa_decoder_pretrained} if c.repa_decoder_pretrained else {}
+            autoencoder = build_builtin(c.repa_decoder, options)
+
+            def decoder(x: Tensor) -> Tensor:
+                shift, scale = (torch.tensor(v, dtype=x.dtype, device=x.device) for v in autoencoder.shift_scale())
+                return autoencoder.decode(x / scale.view(-1, 1, 1) + shift.view(-1, 1, 1))
+
+        return RepresentationAlignment(encoder, decoder=decoder)
+
+    def main_pass(self, backbone: Backbone, x_t: Tensor, t: Tensor, r: Tensor,
+                  cond: Condition) -> tuple[Tensor, Tensor | None]:
+        """``F`` (with gradients) and, with REPA, the projector's reading ``h_proj``."""
+        if self.config.repa_weight <= 0:
+            return backbone(x_t, t, r, cond), None
+        F, h_proj = backbone(x_t, t, r, cond, features=True)  # type: ignore[call-arg]
+        return F, h_proj
 
     def loss(self, backbone: Backbone, batch: Batch, *, generator: torch.Generator) -> ObjectiveOutput:
         x, cond = batch.x, batch.cond
         t, r = self.times(x.shape[0], generator=generator, dtype=x.dtype)
         t, r = t.to(x.device), r.to(x.device)
         z = torch.randn(x.shape, generator=generator, device=generator.device, dtype=x.dtype).to(x.device)
-        cond = self.drop_labels(cond, generator=generator)
+        true_cond, cond = cond, self.drop_labels(cond, generator=generator)
         x_t, v_t = self.path.interpolate(x, z, t), self.path.velocity(x, z, t)  # docs/math.md s1
-        if self.config.guidance_target:
-            v_t = self.guided_velocity(backbone, x_t, v_t, t, cond)
+        v_hat, dx_dt = self.target_velocity(backbone, x_t, v_t, t, cond, true_cond)
         rows = self.interval_rows(t, r)
         if self.derivative.uses_output:  # e.g. one-sided dde: the main pass first, reused
-            F, dF_dt = self.forward_then_derivative(backbone, x_t, t, r, v_t, cond, rows)
+            F, dF_dt, h_proj = self._forward_then_derivative(backbone, x_t, t, r, dx_dt, cond, rows)
         else:
             # the derivative runs first: providers keep the RNG state, so their passes see the same
             # dropout state as the main pass below
-            dF_dt = self.time_derivative(backbone, x_t, t, r, v_t, cond, rows=rows)
-            F = backbone(x_t, t, r, cond)  # (N, ...)
-        F_hat = transition_target(self.path, x_t, v_t, dF_dt, t, r).detach()  # arXiv 2509.04394, Eq. 9
-        return self.weighted_loss(F, F_hat, t, r)
+            dF_dt = self.time_derivative(backbone, x_t, t, r, dx_dt, cond, rows=rows)
+            F, h_proj = self.main_pass(backbone, x_t, t, r, cond)  # (N, ...)
+        F_hat = transition_target(self.path, x_t, v_hat, dF_dt, t, r).detach()  # arXiv 2509.04394, Eq. 9
+        out = self.weighted_loss(F, F_hat, t, r)
+        return out if h_proj is None else self.add_alignment(out, backbone, h_proj, x)
+
+    def add_alignment(self, out: ObjectiveOutput, backbone: Backbone, h_proj: Tensor, x: Tensor) -> ObjectiveOutput:
+        """``loss + repa_weight L_repa`` (:mod:`genflow_tim.repa`), ``L_repa`` logged as ``repa``."""
+        if self.repa is None:  # objectives used outside the trainer: built on first use
+            self.repa = self.build_repa(h_proj.shape[-1])
+        token_grid: Any = getattr(backbone, "token_grid", None)
+        grid = token_grid(x) if token_grid is not None else (x.shape[-2], x.shape[-1])
+        repa = self.repa.loss(h_proj, x, grid)
+        logs = {**out.logs, "repa": repa.detach()}
+        return ObjectiveOutput(loss=out.loss + self.config.repa_weight * repa, per_sample=out.per_sample, logs=logs)
+
+    def target_velocity(
+        self, backbone: Backbone, x_t: Tensor, v_t: Tensor, t: Tensor, cond: Condition, true_cond: Condition
+    ) -> tuple[Tensor, Tensor]:
+        """``(v_hat, dx/dt)``: the velocity in the target and the direction of ``dF/dt``.
+
+        Without ``guidance_target`` both are the path's velocity ``v_t``. With it, ``v_hat`` is the
+        guided velocity; ``"official"``: guided by the true (undropped) condition, ``dx/dt = v_t``;
+        ``"guided-tangent"``: guided by the dropped condition, ``dx/dt = v_hat``.
+        """
+        if not self.config.guidance_target:
+            return v_t, v_t
+        if self.config.guidance_target_variant == "official":
+            return self.guided_velocity(backbone, x_t, v_t, t, true_cond), v_t
+        v_hat = self.guided_velocity(backbone, x_t, v_t, t, cond)
+        return v_hat, v_hat
 
     def times(self, n: int, *, generator: torch.Generator, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
-        """ProbabilityPath times ``(t, r)`` (``(n,)`` each): unit times, resolution shift, scaled to ``t_max``."""
+        """Times ``(t, r)`` on the path (``(n,)`` each): unit times, resolution shift, scaled to ``t_max``."""
         time_dtype = torch.float64 if dtype == torch.float64 else torch.float32
         t, r = sample_times(self.config, n, generator=generator, dtype=time_dtype)
         t, r = resolution_shift(t, self.shift), resolution_shift(r, self.shift)  # docs/math.md s5, step 4
@@ -359,11 +445,18 @@ class TimObjective(Objective):
     ) -> tuple[Tensor, Tensor]:
         """``(F, sg(dF/dt))`` for providers that reuse the main pass: ``F`` (with gradients) first,
         then the provider's passes from the RNG state that pass started from (same dropout masks)."""
+        F, dF_dt, _ = self._forward_then_derivative(backbone, x_t, t, r, dx_dt, cond, rows)
+        return F, dF_dt
+
+    def _forward_then_derivative(
+        self, backbone: Backbone, x_t: Tensor, t: Tensor, r: Tensor, dx_dt: Tensor, cond: Condition,
+        rows: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor, Tensor | None]:
         snapshot = rng_snapshot(x_t.device)
-        F = backbone(x_t, t, r, cond)  # (N, ...)
+        F, h_proj = self.main_pass(backbone, x_t, t, r, cond)  # (N, ...)
         with replayed_rng(x_t.device, snapshot):
             dF_dt = self.time_derivative(backbone, x_t, t, r, dx_dt, cond, F_t=F, rows=rows)
-        return F, dF_dt
+        return F, dF_dt, h_proj
 
     def per_sample_loss(self, F: Tensor, F_hat: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """``(L, mse, cos)`` per sample, ``(N,)``: ``L = mse + cos`` with ``cos = mean(1 - cos(F, F_hat))``

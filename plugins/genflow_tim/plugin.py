@@ -63,3 +63,24 @@ def genflow_backbones() -> list[Component]:
         Component(name="unet", config=unet.UNetConfig, build=unet.build_unet,
                   description="small convolutional UNet with FiLM time/interval/class conditioning (CPU)"),
     ]
+
+
+@hookimpl
+def genflow_datasets() -> list[Component]:
+    from genflow_tim import latent_space
+
+    return [
+        Component(name="latent-space", config=latent_space.LatentSpaceConfig, build=latent_space.build,
+                  description="an imported model's latent space (shape, classes, decoder); data from data.url",
+                  defaults={"backbone": "tim-dit"}),
+    ]
+
+
+@hookimpl
+def genflow_importers() -> list[Component]:
+    from genflow_tim import official
+
+    return [
+        Component(name="tim-official", build=official.build_importer,
+                  description="the released TiM weights (WZDTHU/TiM) into a tim-dit run folder"),
+    ]

@@ -467,3 +467,95 @@ def test_registered_components():
     objective = objectives["tim"].build(TimObjectiveConfig(), path=LinearPath(), derivative=JVP(),
                                         spec=DataSpec(shape=(3,)))
     assert isinstance(objective, TimObjective) and attrs.has(type(objective.config))
+
+
+# ---------------------------------------------------------------- the guidance-enhanced target, both variants
+
+
+class _AnalyticBackbone(MLPBackbone):
+    """``F = x_t (1 + t^2)(1 + r / 2) + t y`` (``y`` the label, the null class 10 counts as 0), with
+    its ``dF/dt`` along ``(dx, 1, 0)`` written out by hand: ``dx (1 + t^2)(1 + r / 2) + 2 t x_t (1 + r / 2) + y``."""
+
+    def forward(self, x_t, t, r, cond):
+        y = torch.where(cond.labels == 10, 0, cond.labels).to(x_t.dtype)[:, None]
+        return x_t * ((1 + t**2) * (1 + r / 2))[:, None] + t[:, None] * y + 0 * self.out.bias.sum()
+
+    @staticmethod
+    def by_hand(x_t, t, r, labels):
+        y = torch.where(labels == 10, 0, labels).to(x_t.dtype)[:, None]
+        return x_t * ((1 + t**2) * (1 + r / 2))[:, None] + t[:, None] * y
+
+    @staticmethod
+    def dF_dt_by_hand(x_t, dx, t, r, labels):
+        y = torch.where(labels == 10, 0, labels).to(x_t.dtype)[:, None]
+        return dx * ((1 + t**2) * (1 + r / 2))[:, None] + x_t * (2 * t * (1 + r / 2))[:, None] + y
+
+
+class _Recording(TimObjective):
+    """Keeps the inputs of ``target_velocity`` and of ``weighted_loss`` for a re-derivation."""
+
+    def target_velocity(self, backbone, x_t, v_t, t, cond, true_cond):
+        self.seen = {"x_t": x_t, "v_t": v_t, "t": t, "cond": cond, "true": true_cond}
+        return super().target_velocity(backbone, x_t, v_t, t, cond, true_cond)
+
+    def weighted_loss(self, F, F_hat, t, r):
+        self.seen.update(F_hat=F_hat, r=r)
+        return super().weighted_loss(F, F_hat, t, r)
+
+
+def _enhanced_target_by_hand(seen, variant: str, scale: float = 0.75, interval=(0.3, 0.8)):
+    """``F_hat`` of the enhanced target re-derived on the linear path (arXiv 2509.04394, Eq. 9):
+    ``F_hat = v_hat - (t - r) dF/dt``; official: ``v_hat = v + w (F(y_true) - F(null))`` on every
+    row with a true label in the interval and ``dF/dt`` along ``v``; guided-tangent: guided by the
+    dropped label (null rows unguided) and ``dF/dt`` along ``v_hat``."""
+    x_t, v, t, r = seen["x_t"], seen["v_t"], seen["t"], seen["r"]
+    dropped, true = seen["cond"].labels, seen["true"].labels
+    guide_labels = true if variant == "official" else dropped
+    null = torch.full_like(guide_labels, 10)
+    inside = ((t >= interval[0]) & (t <= interval[1]) & (guide_labels != 10))[:, None]
+    term = _AnalyticBackbone.by_hand(x_t, t, t, guide_labels) - _AnalyticBackbone.by_hand(x_t, t, t, null)
+    v_hat = v + scale * torch.where(inside, term, torch.zeros_like(term))
+    direction = v if variant == "official" else v_hat
+    dF_dt = _AnalyticBackbone.dF_dt_by_hand(x_t, direction, t, r, dropped)
+    dF_dt = torch.where((t == r)[:, None], torch.zeros_like(dF_dt), dF_dt)
+    return v_hat - (t - r)[:, None] * dF_dt
+
+
+@pytest.mark.parametrize("variant", ["official", "guided-tangent"])
+def test_enhanced_target_matches_a_float64_rederivation(variant):
+    spec = DataSpec(shape=(3,), num_classes=10)
+    config = TimObjectiveConfig(guidance_target=True, guidance_target_variant=variant, label_dropout=0.3,
+                                adaptive=False)
+    objective = _Recording(config, path=LinearPath(), derivative=JVP(), spec=spec)
+    objective.loss(_AnalyticBackbone(3, num_classes=10), _batch(n=256, labels=10),
+                   generator=torch.Generator().manual_seed(3))
+    seen = objective.seen
+    dropped_rows = seen["cond"].labels != seen["true"].labels
+    assert 0 < int(dropped_rows.sum()) < 256  # the batch has dropped and kept labels
+    torch.testing.assert_close(seen["F_hat"], _enhanced_target_by_hand(seen, variant), rtol=1e-12, atol=1e-12)
+
+
+def test_enhanced_target_variants_differ_on_dropped_rows_only_through_guidance_and_tangent():
+    spec = DataSpec(shape=(3,), num_classes=10)
+    targets = {}
+    for variant in ("official", "guided-tangent"):
+        config = TimObjectiveConfig(guidance_target=True, guidance_target_variant=variant, label_dropout=0.3)
+        objective = _Recording(config, path=LinearPath(), derivative=JVP(), spec=spec)
+        objective.loss(_AnalyticBackbone(3, num_classes=10), _batch(n=256, labels=10),
+                       generator=torch.Generator().manual_seed(3))
+        targets[variant] = objective.seen
+    official, genflow = targets["official"], targets["guided-tangent"]
+    t, r = official["t"], official["r"]
+    dropped = official["cond"].labels != official["true"].labels
+    labels = official["true"].labels
+    guided = (t >= 0.3) & (t <= 0.8) & (labels != 10) & (labels != 0)  # label 0: F_c = F_u here
+    diff = (official["F_hat"] - genflow["F_hat"]).abs().amax(1)
+    # r = t rows outside the guided set coincide; dropped rows inside the interval differ
+    same = (t == r) & ~(guided & dropped)
+    assert torch.equal(diff[same], torch.zeros_like(diff[same]))
+    assert bool((diff[guided & dropped] > 1e-3).all())
+
+
+def test_guidance_target_variant_is_validated():
+    with pytest.raises(ValueError, match="guidance_target_variant"):
+        TimObjectiveConfig(guidance_target_variant="ema")

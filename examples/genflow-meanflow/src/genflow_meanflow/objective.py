@@ -163,7 +163,7 @@ class MeanFlow(Objective):
         return self.adaptive_loss(u, u_tgt)
 
     def times(self, n: int, *, generator: torch.Generator, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
-        """ProbabilityPath times ``(t, r)``, ``(n,)`` each: unit times scaled to ``[0, t_max]``."""
+        """Times ``(t, r)`` on the path, ``(n,)`` each: unit times scaled to ``[0, t_max]``."""
         time_dtype = torch.float64 if dtype == torch.float64 else torch.float32
         t, r = sample_times(self.config, n, generator=generator, dtype=time_dtype)
         return t * self.path.t_max, r * self.path.t_max
