@@ -3,7 +3,21 @@
 Registration hooks return lists of :class:`genflow.registry.Component`; each component names an
 attrs config class and a ``build`` factory called with keyword arguments, per kind:
 
-============  ======================================================  ============
+============  ======================================================  =================================
+kind          ``build(config, ...)``                                  returns
+============  ======================================================  =================================
+path          ``build(config)``                                       ``ProbabilityPath``
+derivative    ``build(config)``                                       ``Derivative``
+backbone      ``build(config, spec=DataSpec)``                        ``Backbone``
+objective     ``build(config, path=, derivative=, spec=DataSpec)``    ``Objective``
+sampler       ``build(config, path=ProbabilityPath, spec=DataSpec)``  ``Sampler``
+dataset       ``build(config, cache_dir=pathlib.Path)``               ``Dataset``
+autoencoder   ``build(config)``                                       autoencoder
+metric        ``build(config)``                                       ``Metric``
+text_encoder  ``build(config, spec=DataSpec)``                        ``TextEncoder``
+importer      ``build(config)``                                       ``fn(file, preset, out, manager)``
+============  ======================================================  =================================
+
 Lifecycle hooks are called by the trainer with keyword arguments, on every rank, never inside a
 forward or backward pass.
 """
