@@ -30,11 +30,12 @@ from typing import Any
 import common
 import torch
 from genflow_tim.derivatives import DDE, JVP, DdeConfig
-from genflow_tim.objective import TimObjective, bind, transition_target
+from genflow_tim.objective import TimObjective
 from torch import Tensor, nn
 
 from genflow.eval.distances import sliced_wasserstein
-from genflow.interfaces import Backbone, Batch, Condition, Path
+from genflow.interfaces import Backbone, Batch, Condition, Path, bind
+from genflow.objectives import transition_target
 from genflow.plugins import PluginManager
 from genflow.sample import generate
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import torch
 from genflow_fm.path import LinearPath
 from genflow_tim.derivatives import DDE, DdeConfig, one_sided_step
-from genflow_tim.objective import TimObjective, TimObjectiveConfig, bind
+from genflow_tim.objective import TimObjective, TimObjectiveConfig
 
-from genflow.interfaces import Batch, Condition, DataSpec, Derivative
+from genflow.interfaces import Batch, Condition, DataSpec, Derivative, bind
 
 from .oracle import MLPBackbone
 
