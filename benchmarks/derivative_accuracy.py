@@ -33,6 +33,7 @@ from genflow_tim.derivatives import DDE, JVP, DdeConfig
 from genflow_tim.objective import TimObjective
 from torch import Tensor, nn
 
+from genflow.derivative_report import relative_error as relative
 from genflow.eval.distances import sliced_wasserstein
 from genflow.interfaces import Backbone, Batch, Condition, Path, bind
 from genflow.objectives import transition_target
@@ -135,10 +136,6 @@ def jvp_estimate(model: Backbone, precision: str, inputs: Sequence[Tensor]) -> T
     x_t, v_t, t, r = (v.to(dtype) for v in (x_t, v_t, t, r))
     with precision_context(precision, x_t.device):
         return JVP().time_derivative(bind(model, r, Condition(labels=labels)), x_t, t, v_t, t_min=r).double()
-
-
-def relative(a: Tensor, b: Tensor) -> float:
-    return float((a - b).norm() / b.norm())
 
 
 def accuracy_rows(model: Backbone, objective: TimObjective, batch: Batch, *, label: str,

@@ -1,4 +1,5 @@
-"""The ``genflow`` command: train, sample, eval, prepare, tokenizer, plugins, config, model-info."""
+"""The ``genflow`` command: train, sample, eval, prepare, tokenizer, plugins, config, model-info,
+new-plugin, derivatives."""
 
 from __future__ import annotations
 
@@ -229,6 +230,18 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     return run(args, _manager(args))
 
 
+def cmd_new_plugin(args: argparse.Namespace) -> int:
+    from genflow.scaffold import run
+
+    return run(args, _manager(args))
+
+
+def cmd_derivatives(args: argparse.Namespace) -> int:
+    from genflow.derivatives_cli import run
+
+    return run(args, _manager(args))
+
+
 # ------------------------------------------------------------------------------------------------
 # parser
 # ------------------------------------------------------------------------------------------------
@@ -294,6 +307,21 @@ def build_parser() -> ArgumentParser:
     else:
         add_arguments(prepare)
     prepare.set_defaults(func=cmd_prepare)
+
+    from genflow.scaffold import add_arguments as add_scaffold_arguments
+
+    new_plugin = sub.add_parser("new-plugin", help="write a plugin package (objective or derivative) with its tests")
+    _add_plugin_options(new_plugin)
+    add_scaffold_arguments(new_plugin)
+    new_plugin.set_defaults(func=cmd_new_plugin)
+
+    derivatives = sub.add_parser("derivatives", help="every derivative provider's dF/dt error, step cost and memory")
+    _add_plugin_options(derivatives)
+    _add_config_options(derivatives)
+    from genflow.derivatives_cli import add_arguments as add_derivatives_arguments
+
+    add_derivatives_arguments(derivatives)
+    derivatives.set_defaults(func=cmd_derivatives)
     return parser
 
 
