@@ -31,7 +31,7 @@ def ordered_times(
     n: int, p_mean: float, p_std: float, *, generator: torch.Generator, dtype: torch.dtype = torch.float32
 ) -> tuple[Tensor, Tensor]:
     """Unit times ``(t, r)``, ``(n,)`` each, ``t >= r``: the max and min of two logit-normal draws
-    ``sigmoid(N(p_mean, p_std^2))`` (TiM's interval sampling, arXiv 2509.04394, Sec. 3; the draw
+    ``sigmoid(N(p_mean, p_std^2))`` (TiM's interval sampling, arXiv 2509.04394; the draw
     itself is ``genflow.timesteps.logit_normal``). On ``generator``'s device."""
     device = generator.device
     t1 = logit_normal(n, p_mean, p_std, generator=generator, device=device, dtype=dtype)
