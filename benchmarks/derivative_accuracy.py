@@ -31,8 +31,9 @@ import common
 import torch
 from genflow_tim.derivatives import DDE, JVP, DdeConfig
 from genflow_tim.objective import TimObjective
-from torch import Tensor, nn
+from torch import Tensor
 
+from genflow.derivative_report import redraw_zero_weights
 from genflow.derivative_report import relative_error as relative
 from genflow.eval.distances import sliced_wasserstein
 from genflow.interfaces import Backbone, Batch, Condition, Path, bind
@@ -47,18 +48,6 @@ EPSILONS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05)
 # --------------------------------------------------------------------------------------------
 # Models
 # --------------------------------------------------------------------------------------------
-
-
-def redraw_zero_weights(model: nn.Module, seed: int = 0) -> None:
-    """Redraw every all-zero weight matrix / kernel (adaLN-zero, zero output layers) Xavier-uniformly,
-    so an untrained model is a generic smooth function instead of ``F = 0``."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.dim() >= 2 and not p.any():
-                fan_in, fan_out = p[0].numel(), p.shape[0] * p[0][0].numel()
-                bound = (6 / (fan_in + fan_out)) ** 0.5
-                p.copy_((torch.rand(p.shape, generator=generator) * 2 - 1) * bound)
 
 
 def data_table(kind: str, preset: str) -> dict[str, Any] | None:

@@ -95,6 +95,21 @@ def interval_inputs(path: Path, batch: Batch, *, seed: int = 0) -> Rows:
     return Rows(x_t=path.interpolate(x, z, t), v_t=path.velocity(x, z, t), t=t, r=r, cond=batch.cond.index(keep))
 
 
+def redraw_zero_weights(model: torch.nn.Module, seed: int = 0) -> int:
+    """Redraw every all-zero weight matrix / kernel (adaLN-zero, zero output layers) Xavier-uniformly,
+    so an untrained model is a generic smooth function instead of ``F = 0``; returns how many."""
+    generator = torch.Generator().manual_seed(seed)
+    redrawn = 0
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() >= 2 and not p.any():
+                fan_in, fan_out = p[0].numel(), p.shape[0] * p[0][0].numel()
+                bound = (6 / (fan_in + fan_out)) ** 0.5
+                p.copy_(((torch.rand(p.shape, generator=generator) * 2 - 1) * bound).to(p.device, p.dtype))
+                redrawn += 1
+    return redrawn
+
+
 def jvp_reference(model: Backbone, rows: Rows) -> Tensor:
     """``dF/dt`` by ``torch.func.jvp`` through ``model`` (math attention), in the inputs' dtype."""
     fn = bind(model, rows.r, rows.cond)
@@ -212,12 +227,14 @@ def report(setup: Setup, manager: PluginManager, chosen: list[Candidate], *, war
     rows = interval_inputs(setup.path, setup.batch)
     reference: Tensor | None = None
     reference_note = ""
+    model = copy.deepcopy(setup.model).eval()
     if setup.model.supports_jvp:
-        model64 = copy.deepcopy(setup.model).double().eval()
-        reference = jvp_reference(model64, rows)
+        reference = jvp_reference(copy.deepcopy(model).double(), rows)
+        if not reference.any() and redraw_zero_weights(model):  # an untrained model with F = 0: dF/dt = 0
+            reference = jvp_reference(copy.deepcopy(model).double(), rows)
+            reference_note = "error measured with the zero-initialised weights of the untrained model redrawn"
     else:
         reference_note = f"no float64 JVP reference: {type(setup.model).__name__} has no forward-mode AD"
-    model = copy.deepcopy(setup.model).eval()
     dtype = next(model.parameters()).dtype
     table: list[dict[str, Any]] = []
     objectives: dict[str, Objective] = {} if setup.baseline is None else {"fm": setup.baseline}

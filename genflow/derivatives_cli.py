@@ -20,6 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeats", type=int, default=5, help="timed steps per provider (interleaved on CPUs)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps per provider first")
     parser.add_argument("--json", dest="json_path", help="also write the rows as JSON to this new file")
+    parser.add_argument("--run", dest="run_dir", help="a trained run folder: its config and weights (not --config)")
 
 
 def _check_args(args: argparse.Namespace) -> pathlib.Path | None:
@@ -35,15 +36,18 @@ def _check_args(args: argparse.Namespace) -> pathlib.Path | None:
     return path
 
 
-def _setup(args: argparse.Namespace, manager, config):  # noqa: ANN001, ANN202
+def _setup(args: argparse.Namespace, manager, config, loaded=None):  # noqa: ANN001, ANN202
     from genflow.build import build_backbone, build_components, materialize
     from genflow.derivative_report import Setup
     from genflow.interfaces import Batch
     from genflow.train.distributed import pick_device
 
     device = pick_device(config.train.device, 0)
-    components = build_components(config, manager)
-    model = materialize(build_backbone(config, manager, components.spec, meta=True), device, config.train.seed)
+    if loaded is not None:  # a trained run: its components and (EMA) weights
+        components, model = loaded.components, loaded.backbone.to(device)
+    else:
+        components = build_components(config, manager)
+        model = materialize(build_backbone(config, manager, components.spec, meta=True), device, config.train.seed)
     n = args.batch or min(config.train.batch_size, 64)
     reference = components.dataset.reference(n, seed=config.train.seed)
     batch = Batch(x=reference.x.to(device), cond=reference.cond.to(device))
@@ -93,16 +97,30 @@ def run(args: argparse.Namespace, manager) -> int:  # noqa: ANN001 (a genflow.pl
     from genflow.timing import table
 
     json_path = _check_args(args)
-    selectors, extra = _selectors(args, manager)
-    config = cfg.load(manager, config_file=args.config or "demo", selectors=selectors, overrides=[*extra, *args.overrides])
+    loaded = None
+    if args.run_dir is not None:
+        from genflow.runs import load_run
+
+        if args.config or args.overrides or any(getattr(args, slot, None) for slot in ("objective", "backbone", "data")):
+            raise GenflowError("--run takes the run's own config; leave out --config, selectors and overrides")
+        loaded = load_run(pathlib.Path(args.run_dir), manager)
+        config = loaded.config
+    else:
+        selectors, extra = _selectors(args, manager)
+        config = cfg.load(manager, config_file=args.config or "demo", selectors=selectors,
+                          overrides=[*extra, *args.overrides])
     chosen = _chosen(args, manager, config)
-    setup = _setup(args, manager, config)
+    setup = _setup(args, manager, config, loaded)
     rows = report(setup, manager, chosen, warmup=args.warmup, repeats=args.repeats)
-    columns = [c for c in COLUMNS if any(c in row for row in rows)]
-    print(f"objective {config.objective.name}, backbone {config.backbone.name}, data {config.data.name}, "
+    columns = [c for c in COLUMNS if c != "note" and any(c in row for row in rows)]
+    notes = sorted({row["note"] for row in rows if "note" in row})
+    source = f"run {args.run_dir} ({loaded.source}), " if loaded is not None else ""
+    print(f"{source}objective {config.objective.name}, backbone {config.backbone.name}, data {config.data.name}, "
           f"batch {setup.batch.x.shape[0]}, device {setup.device}; rel_err_dF against a float64 JVP, "
           "ratio_fm: training-step time over flow matching's, saved_mib: tensors a step saves for backward")
     print(table([{c: _cell(row.get(c)) for c in columns} for row in rows], columns))
+    for note in notes:
+        print(f"note: {note}")
     if json_path is not None:
         payload = {"objective": config.objective.name, "backbone": config.backbone.name, "data": config.data.name,
                    "batch": int(setup.batch.x.shape[0]), "device": str(setup.device), "repeats": args.repeats,

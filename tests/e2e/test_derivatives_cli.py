@@ -41,6 +41,19 @@ def test_providers_can_be_chosen(capsys):
     assert "jvp" in printed and "dde" not in printed.split("\n", 1)[1]
 
 
+def test_a_trained_run_is_measured_with_its_own_config_and_weights(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--config", "debug", "--run-dir", str(run), "--no-progress", "train.steps=2"]) == 0
+    capsys.readouterr()
+    assert main(["derivatives", "--run", str(run), "--providers", "dde", "--batch", "8", "--repeats", "1",
+                 "--warmup", "0", "--json", str(tmp_path / "d.json")]) == 0
+    assert f"run {run} (model.pt)" in capsys.readouterr().out
+    rows = json.loads((tmp_path / "d.json").read_text())["rows"]
+    assert [row["provider"] for row in rows] == ["dde", "dde (stencil=one-sided)", "fm (baseline, no dF/dt)"]
+    assert main(["derivatives", "--run", str(run), "--config", "debug"]) == 2
+    assert "--run takes the run's own config" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(("argv", "message"), [
     (["--providers", "nope"], "--providers: unknown derivative nope; registered:"),
     (["--repeats", "0"], "--repeats 0: must be an integer >= 1"),
