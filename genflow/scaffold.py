@@ -46,6 +46,14 @@ where = ["src"]
 
 [tool.pytest.ini_options]
 testpaths = ["tests"]
+
+[tool.ruff]
+line-length = 120
+src = ["src"]
+
+[tool.ruff.lint]
+select = ["E", "F", "W", "I", "B", "UP", "N", "SIM", "RUF"]
+ignore = ["N802", "N803", "N806", "N812", "RUF002"]  # the paper's names: F, dF_dt, x_t
 """
 
 README = """\
@@ -189,7 +197,14 @@ from $name.$kind import ${cls}Config, build
 
 @hookimpl
 def $hook() -> list[Component]:
-    return [Component(name="$name", config=${cls}Config, build=build, description="$description"$defaults)]
+    return [
+        Component(
+            name="$name",
+            config=${cls}Config,
+            build=build,
+            description="$description",$defaults
+        )
+    ]
 '''
 
 TESTS = '''\
@@ -235,7 +250,7 @@ def files(name: str, kind: str) -> dict[str, str]:
     values = {
         "name": name, "kind": kind, "cls": class_name(name), "dist": "genflow-" + name.replace("_", "-"),
         "requirement": requirement(), "hook": f"genflow_{kind}s", "description": DESCRIPTIONS[kind],
-        "defaults": ', defaults={"sampler": "transition"}' if kind == "objective" else "",
+        "defaults": '\n            defaults={"sampler": "transition"},' if kind == "objective" else "",
     }
     templates = {
         "pyproject.toml": PYPROJECT,

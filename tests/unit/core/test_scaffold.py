@@ -5,6 +5,8 @@ tests/e2e/test_new_plugin.py.)"""
 from __future__ import annotations
 
 import ast
+import shutil
+import subprocess
 
 import pytest
 
@@ -62,3 +64,13 @@ def test_a_non_empty_folder_or_a_file_is_refused(tmp_path, capsys):
     assert main(["new-plugin", "thing", "--dir", str(tmp_path / "mine.txt")]) == 2
     assert "is a file" in capsys.readouterr().err
     assert [p.name for p in tmp_path.iterdir()] == ["mine.txt"] and (tmp_path / "mine.txt").read_text() == "keep me"
+
+
+@pytest.mark.skipif(shutil.which("ruff") is None, reason="ruff is not installed (pip install -e '.[lint]')")
+@pytest.mark.parametrize("kind", ["objective", "derivative"])
+def test_the_generated_code_passes_ruff(tmp_path, kind):
+    """With the ruff settings the generated pyproject.toml carries."""
+    assert main(["new-plugin", "my_thing", "--kind", kind, "--dir", str(tmp_path / "pkg")]) == 0
+    result = subprocess.run([shutil.which("ruff"), "check", "--no-cache", "."], cwd=tmp_path / "pkg",
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
