@@ -8,7 +8,6 @@ logging, checkpoints), so a timed step is ``objective.loss`` + ``backward`` + cl
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import gc
 import json
@@ -16,8 +15,7 @@ import os
 import pathlib
 import platform
 import statistics
-import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import _paths  # noqa: F401  (genflow importable from a bare checkout)
@@ -30,6 +28,16 @@ from genflow.config import RunConfig, resolve
 from genflow.interfaces import Batch, BatchLoader, Condition, Dataset, DataSpec
 from genflow.plugins import PluginManager, hookimpl
 from genflow.registry import Component
+from genflow.timing import (  # noqa: F401  (moved into the package; the benchmarks use them from here)
+    cpu_and_wall,
+    interleaved,
+    peak_memory,
+    summary,
+    synchronize,
+    table,
+    time_calls,
+    wall_time,
+)
 from genflow.train.distributed import World, init_world
 from genflow.train.ema import EMA
 from genflow.train.trainer import Trainer, build_optimizer
@@ -163,7 +171,7 @@ def run_config(manager: PluginManager, *, preset: str, mode: str, batch: int, de
     raw: dict[str, Any] = {
         "data": dict(data) if data is not None else random_data,
         "backbone": {**spec["backbone"], **MODES[mode].get("backbone", {}), **(backbone_options or {})},
-        **{slot: dict(table) for slot, table in MODES[mode].items() if slot != "backbone"},
+        **{slot: dict(options) for slot, options in MODES[mode].items() if slot != "backbone"},
         "train": {"batch_size": batch, "device": device, "precision": precision, "compile": compile,
                   "fsdp_mixed_precision": fsdp_bf16, "lr": 1e-4, "betas": [0.9, 0.95], "eps": 1e-6,
                   "weight_decay": 0.01, "grad_clip": 1.0, "ema_decay": [0.9999], **(train or {})},
@@ -230,95 +238,12 @@ def fsdp_world(device: torch.device) -> SingleRankFsdp:
 # --------------------------------------------------------------------------------------------
 
 
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def time_calls(fn: Callable[[], Any], *, device: torch.device, warmup: int, repeats: int,
-               clock: str = "wall") -> list[float]:
-    """Seconds per call of ``fn`` after ``warmup`` calls: CUDA events on GPUs; on CPUs wall time
-    (``perf_counter``) or, with ``clock="cpu"``, the process's CPU time (``process_time``), which
-    other processes on a shared machine disturb much less (with one torch thread)."""
-    for _ in range(warmup):
-        fn()
-    synchronize(device)
-    if device.type != "cuda":
-        timer = time.process_time if clock == "cpu" else time.perf_counter
-        times = []
-        for _ in range(repeats):
-            start = timer()
-            fn()
-            times.append(timer() - start)
-        return times
-    events = [torch.cuda.Event(enable_timing=True) for _ in range(repeats + 1)]
-    events[0].record()
-    for i in range(repeats):
-        fn()
-        events[i + 1].record()
-    torch.cuda.synchronize(device)
-    return [a.elapsed_time(b) / 1e3 for a, b in zip(events, events[1:], strict=False)]
-
-
-def wall_time(fn: Callable[[], Any], *, device: torch.device, calls: int) -> float:
-    """Wall seconds of ``calls`` calls of ``fn``, synchronised (e.g. warm-up with compilation)."""
-    synchronize(device)
-    start = time.perf_counter()
-    for _ in range(calls):
-        fn()
-    synchronize(device)
-    return time.perf_counter() - start
-
-
-def cpu_and_wall(fn: Callable[[], Any]) -> tuple[float, float]:
-    """``(cpu, wall)`` seconds of one call (CPU devices)."""
-    cpu, wall = time.process_time(), time.perf_counter()
-    fn()
-    return time.process_time() - cpu, time.perf_counter() - wall
-
-
-def interleaved(fns: Mapping[str, Callable[[], Any]], *, warmup: int, rounds: int) -> dict[str, dict[str, list[float]]]:
-    """CPU and wall seconds per call of each function, run in alternating rounds (``a b c a b c``)
-    so that machine noise hits every candidate alike; ``warmup`` untimed calls each first."""
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-    times: dict[str, dict[str, list[float]]] = {name: {"cpu": [], "wall": []} for name in fns}
-    for _ in range(rounds):
-        for name, fn in fns.items():
-            cpu, wall = cpu_and_wall(fn)
-            times[name]["cpu"].append(cpu)
-            times[name]["wall"].append(wall)
-    return times
-
-
-def summary(times: Sequence[float]) -> dict[str, float]:
-    """Median, min and spread of per-call seconds."""
-    ordered = sorted(times)
-    q1, q3 = ordered[len(ordered) // 4], ordered[(3 * len(ordered)) // 4]
-    return {"median_s": statistics.median(ordered), "min_s": ordered[0], "iqr_s": q3 - q1, "n": len(ordered)}
-
-
 def count_flops(fn: Callable[[], Any]) -> int:
     """FLOPs of one call of ``fn`` as ``torch.utils.flop_counter`` counts them (matmuls, convs,
     attention; forward and backward)."""
     with FlopCounterMode(display=False) as counter:
         fn()
     return int(counter.get_total_flops())
-
-
-@contextlib.contextmanager
-def peak_memory(device: torch.device) -> Iterator[dict[str, float]]:
-    """Peak allocated / reserved GiB inside the block (CUDA only; empty on CPU)."""
-    stats: dict[str, float] = {}
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-    yield stats
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        stats["peak_allocated_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
-        stats["peak_reserved_gib"] = torch.cuda.max_memory_reserved(device) / 2**30
 
 
 def allocated_gib(device: torch.device) -> float | None:
@@ -380,19 +305,3 @@ def write_json(path: pathlib.Path, data: Any) -> None:
 def out_dir(arg: str | None) -> pathlib.Path:
     """``--out``, else ``$OUT``, else ``benchmarks/results``."""
     return pathlib.Path(arg or os.environ.get("OUT") or RESULTS)
-
-
-def table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
-    """A plain-text table (floats with 3 significant digits)."""
-
-    def cell(value: Any) -> str:
-        if isinstance(value, float):
-            return f"{value:.3g}" if abs(value) < 1e4 else f"{value:.3e}"
-        return "-" if value is None else str(value)
-
-    cells = [[cell(row.get(c)) for c in columns] for row in rows]
-    widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]  # no rows: headers only
-    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
-    lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in cells]
-    return "\n".join(lines)

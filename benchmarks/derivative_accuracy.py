@@ -30,11 +30,14 @@ from typing import Any
 import common
 import torch
 from genflow_tim.derivatives import DDE, JVP, DdeConfig
-from genflow_tim.objective import TimObjective, bind, transition_target
-from torch import Tensor, nn
+from genflow_tim.objective import TimObjective
+from torch import Tensor
 
+from genflow.derivative_report import redraw_zero_weights
+from genflow.derivative_report import relative_error as relative
 from genflow.eval.distances import sliced_wasserstein
-from genflow.interfaces import Backbone, Batch, Condition, ProbabilityPath
+from genflow.interfaces import Backbone, Batch, Condition, ProbabilityPath, bind
+from genflow.objectives import transition_target
 from genflow.plugins import PluginManager
 from genflow.sample import generate
 
@@ -45,18 +48,6 @@ EPSILONS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05)
 # --------------------------------------------------------------------------------------------
 # Models
 # --------------------------------------------------------------------------------------------
-
-
-def redraw_zero_weights(model: nn.Module, seed: int = 0) -> None:
-    """Redraw every all-zero weight matrix / kernel (adaLN-zero, zero output layers) Xavier-uniformly,
-    so an untrained model is a generic smooth function instead of ``F = 0``."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.dim() >= 2 and not p.any():
-                fan_in, fan_out = p[0].numel(), p.shape[0] * p[0][0].numel()
-                bound = (6 / (fan_in + fan_out)) ** 0.5
-                p.copy_((torch.rand(p.shape, generator=generator) * 2 - 1) * bound)
 
 
 def data_table(kind: str, preset: str) -> dict[str, Any] | None:
@@ -134,10 +125,6 @@ def jvp_estimate(model: Backbone, precision: str, inputs: Sequence[Tensor]) -> T
     x_t, v_t, t, r = (v.to(dtype) for v in (x_t, v_t, t, r))
     with precision_context(precision, x_t.device):
         return JVP().time_derivative(bind(model, r, Condition(labels=labels)), x_t, t, v_t, t_min=r).double()
-
-
-def relative(a: Tensor, b: Tensor) -> float:
-    return float((a - b).norm() / b.norm())
 
 
 def accuracy_rows(model: Backbone, objective: TimObjective, batch: Batch, *, label: str,

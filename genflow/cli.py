@@ -1,4 +1,5 @@
-"""The ``genflow`` command: train, sample, eval, prepare, tokenizer, plugins, config, model-info."""
+"""The ``genflow`` command: train, sample, eval, prepare, tokenizer, plugins, config, model-info,
+new-plugin, derivatives."""
 
 from __future__ import annotations
 
@@ -239,6 +240,18 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_new_plugin(args: argparse.Namespace) -> int:
+    from genflow.scaffold import run
+
+    return run(args, _manager(args))
+
+
+def cmd_derivatives(args: argparse.Namespace) -> int:
+    from genflow.derivatives_cli import run
+
+    return run(args, _manager(args))
+
+
 # ------------------------------------------------------------------------------------------------
 # parser
 # ------------------------------------------------------------------------------------------------
@@ -309,6 +322,21 @@ def build_parser() -> ArgumentParser:
     importer.add_argument("--preset", required=True, help="the genflow preset the weights fit")
     importer.add_argument("--out", required=True, help="the new run folder")
     importer.set_defaults(func=cmd_import)
+
+    from genflow.scaffold import add_arguments as add_scaffold_arguments
+
+    new_plugin = sub.add_parser("new-plugin", help="write a plugin package (objective or derivative) with its tests")
+    _add_plugin_options(new_plugin)
+    add_scaffold_arguments(new_plugin)
+    new_plugin.set_defaults(func=cmd_new_plugin)
+
+    derivatives = sub.add_parser("derivatives", help="every derivative provider's dF/dt error, step cost and memory")
+    _add_plugin_options(derivatives)
+    _add_config_options(derivatives)
+    from genflow.derivatives_cli import add_arguments as add_derivatives_arguments
+
+    add_derivatives_arguments(derivatives)
+    derivatives.set_defaults(func=cmd_derivatives)
     return parser
 
 

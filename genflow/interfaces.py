@@ -15,6 +15,8 @@ import attrs
 import torch
 from torch import Tensor, nn
 
+from genflow.rng import replayed_rng, rng_snapshot
+
 
 def expand_like(t: Tensor, x: Tensor) -> Tensor:
     """Reshape per-sample ``t`` of shape ``(N,)`` to broadcast against ``x`` of shape ``(N, ...)``."""
@@ -217,22 +219,66 @@ class TimeFunction(Protocol):
 
     It must accept a batch that is ``k`` copies of the original batch concatenated along dim 0
     (``x``: ``(k N, ...)``, ``t``: ``(k N,)``), so derivative providers can run several
-    evaluations as one batched call.
+    evaluations as one batched call. :func:`bind` makes one from a backbone.
     """
 
     def __call__(self, x: Tensor, t: Tensor) -> Tensor: ...
 
 
+def bind(backbone: Callable[..., Tensor], r: Tensor, cond: Condition) -> TimeFunction:
+    """``fn(x, t) = backbone(x, t, r, cond)``: the :class:`TimeFunction` of ``backbone`` at fixed ``r``.
+
+    ``fn`` accepts ``k``-fold tiled batches (``k N`` rows): ``r`` and ``cond`` are tiled to match.
+    """
+    n = r.shape[0]
+
+    def fn(x: Tensor, t: Tensor) -> Tensor:
+        k, rest = divmod(x.shape[0], n)
+        if rest or k < 1 or t.shape[0] != x.shape[0]:
+            raise ValueError(f"TimeFunction got {x.shape[0]} rows, not a multiple of its batch of {n}")
+        if k == 1:
+            return backbone(x, t, r, cond)
+        return backbone(x, t, torch.cat([r] * k), cond.tile(k))
+
+    return fn
+
+
+def interval_rows(t: Tensor, r: Tensor) -> Tensor:
+    """The rows that need ``dF/dt``: those with ``t != r``, ascending, ``(M,)`` int64.
+
+    On ``r = t`` rows the interval has zero length, so ``dF/dt`` drops out of every target that
+    multiplies it by ``t - r`` (arXiv 2509.04394, Eq. 9); the providers are not run there.
+    """
+    return (t != r).nonzero().squeeze(1)
+
+
+@attrs.frozen(kw_only=True)
+class DerivativeOutput:
+    """The main pass and its time derivative, both ``(N, ...)`` shaped like ``x_t``.
+
+    ``F``: ``backbone(x_t, t, r, cond)`` with gradients (the prediction to regress).
+    ``dF_dt``: ``dF/dt`` along ``(dx_dt, 1)`` at fixed ``r``, detached (a stop-gradient target); zero
+    on the rows that did not need it.
+    """
+
+    F: Tensor
+    dF_dt: Tensor  # noqa: N815 (the paper's name)
+
+
 class Derivative(abc.ABC):
     """Computes ``dF/dt``, the total derivative of ``fn(x(t), t)`` along ``(dx_dt, 1)``.
 
-    Called under no-grad semantics: the result is detached. ``t_min`` (per row) and ``t_max``
-    bound the times at which ``fn`` may be evaluated (``fn`` is defined for ``r <= t <= t_max``).
+    **Provider side** (implement :meth:`time_derivative`): called under no-grad semantics, the
+    result is detached; evaluate ``fn`` only inside ``[t_min, t_max]`` (``fn`` is defined for
+    ``r <= t <= t_max``); never advance the global RNG (wrap passes in
+    ``genflow.rng.preserved_rng``), so every pass sees the random state (dropout masks) the main pass
+    sees. ``order`` is the accuracy order of the estimate (``genflow.testing.check_derivative`` holds
+    the provider to it); a provider that reuses the main pass sets ``uses_output`` and takes it as
+    ``F_t``.
 
-    A provider with ``uses_output = True`` (e.g. one-sided ``dde``) also accepts the keyword ``F_t``:
-    ``fn(x_t, t)`` as the caller's main (gradient) pass computed it, detached, so it can reuse that
-    pass instead of evaluating ``fn`` at ``t`` again. Callers pass ``F_t`` only to such providers
-    (the keyword is optional there), so providers written without it keep working unchanged.
+    **Objective side** (call :meth:`forward_and_derivative`): it runs the main pass and the
+    provider in the order the provider needs, replays the random state, and evaluates ``dF/dt`` only
+    on the rows that need it (:func:`interval_rows`). :meth:`on_rows` is the derivative alone.
     """
 
     #: False when the provider needs forward-mode AD through the backbone (``jvp``).
@@ -241,6 +287,10 @@ class Derivative(abc.ABC):
     #: True when ``time_derivative`` takes ``F_t=fn(x_t, t)`` from the caller's main pass; the
     #: caller then runs that pass first and replays its RNG state for the provider's passes.
     uses_output: bool = False
+
+    #: Accuracy order: the error shrinks like ``step^order`` (1: one-sided differences; 2: central
+    #: differences; exact methods such as forward-mode AD count as 2).
+    order: int = 2
 
     @abc.abstractmethod
     def time_derivative(
@@ -252,11 +302,59 @@ class Derivative(abc.ABC):
         *,
         t_min: Tensor | None = None,
         t_max: float = 1.0,
+        F_t: Tensor | None = None,
     ) -> Tensor:
-        """Return ``dF/dt`` shaped like ``x_t`` (detached)."""
+        """Return ``dF/dt`` shaped like ``x_t`` (detached).
+
+        ``x_t``, ``dx_dt``: ``(M, ...)``; ``t``, ``t_min``: ``(M,)``. ``F_t``: ``fn(x_t, t)`` as the
+        main pass computed it (detached), given only to providers with ``uses_output``; others may
+        leave the keyword out of their signature.
+        """
 
     def check_backbone(self, backbone: Backbone, *, distributed: bool) -> None:  # noqa: B027
         """Raise ``GenflowError`` before training when this provider cannot run on ``backbone``."""
+
+    def on_rows(
+        self, backbone: Callable[..., Tensor], x_t: Tensor, t: Tensor, r: Tensor, dx_dt: Tensor, cond: Condition,
+        *, t_max: float, rows: Tensor | None = None, F_t: Tensor | None = None,
+    ) -> Tensor:
+        """``sg(dF/dt)`` of ``backbone(., ., r, cond)`` along ``(dx_dt, 1)``, ``(N, ...)``: computed on
+        ``rows`` (default :func:`interval_rows`), zero on the others.
+
+        ``F_t``: the main pass's output ``(N, ...)``, handed over when the provider ``uses_output``.
+        """
+        dF_dt = torch.zeros_like(x_t)
+        rows = interval_rows(t, r) if rows is None else rows
+        if rows.numel() == 0:
+            return dF_dt
+        fn = bind(backbone, r[rows], cond.index(rows))
+        reuse = {"F_t": F_t.detach()[rows]} if F_t is not None and self.uses_output else {}
+        dF_dt[rows] = self.time_derivative(
+            fn, x_t[rows], t[rows], dx_dt[rows], t_min=r[rows], t_max=t_max, **reuse
+        ).to(x_t.dtype)
+        return dF_dt.detach()
+
+    def forward_and_derivative(
+        self, backbone: Callable[..., Tensor], x_t: Tensor, t: Tensor, r: Tensor, dx_dt: Tensor, cond: Condition,
+        *, t_max: float, rows: Tensor | None = None, main: Callable[..., Tensor] | None = None,
+    ) -> DerivativeOutput:
+        """The main pass ``F = backbone(x_t, t, r, cond)`` (with gradients) and ``sg(dF/dt)``.
+
+        Providers that do not reuse the main pass run first (they keep the RNG state, so the main
+        pass after them draws the same dropout masks); with ``uses_output`` the main pass runs
+        first and the provider's passes replay the RNG state it started from. ``main``, when
+        given, runs the main pass instead of ``backbone`` (e.g. to also keep hidden features); it
+        must compute the same ``F``.
+        """
+        main = backbone if main is None else main
+        if not self.uses_output:
+            dF_dt = self.on_rows(backbone, x_t, t, r, dx_dt, cond, t_max=t_max, rows=rows)
+            return DerivativeOutput(F=main(x_t, t, r, cond), dF_dt=dF_dt)
+        snapshot = rng_snapshot(x_t.device)
+        F = main(x_t, t, r, cond)
+        with replayed_rng(x_t.device, snapshot):
+            dF_dt = self.on_rows(backbone, x_t, t, r, dx_dt, cond, t_max=t_max, rows=rows, F_t=F)
+        return DerivativeOutput(F=F, dF_dt=dF_dt)
 
 
 # --------------------------------------------------------------------------------------------

@@ -9,7 +9,6 @@ advancing the global RNG.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
 from typing import Literal
 
 import attrs
@@ -19,35 +18,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from genflow.errors import GenflowError
 from genflow.interfaces import Backbone, Derivative, TimeFunction, expand_like
-
-
-@contextlib.contextmanager
-def preserved_rng(device: torch.device) -> Iterator[None]:
-    """Run a block without advancing the global CPU RNG (nor the CUDA RNG of ``device``), so every
-    pass of a provider sees the RNG state (e.g. dropout masks) the main forward pass will see."""
-    devices = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices, device_type=device.type if devices else "cuda"):
-        yield
-
-
-def rng_snapshot(device: torch.device) -> list[Tensor]:
-    """The global CPU RNG state (and the CUDA one of ``device``), for ``replayed_rng``."""
-    states = [torch.get_rng_state()]
-    if device.type == "cuda":
-        states.append(torch.cuda.get_rng_state(device))
-    return states
-
-
-@contextlib.contextmanager
-def replayed_rng(device: torch.device, snapshot: list[Tensor]) -> Iterator[None]:
-    """Run a block from the RNG state of ``snapshot`` and restore the current state afterwards: a
-    provider called *after* the main pass sees the RNG state (dropout masks) that pass saw."""
-    with preserved_rng(device):
-        torch.set_rng_state(snapshot[0])
-        if device.type == "cuda":
-            torch.cuda.set_rng_state(snapshot[1], device)
-        yield
-
+from genflow.rng import preserved_rng
 
 # --------------------------------------------------------------------------------------------
 # DDE: central differences with forward passes only
@@ -123,6 +94,11 @@ class DDE(Derivative):
     def uses_output(self) -> bool:  # type: ignore[override]
         """True with the one-sided stencil: the objective hands over its main pass as ``F_t``."""
         return self.config.stencil == "one-sided"
+
+    @property
+    def order(self) -> int:  # type: ignore[override]
+        """2 for the central stencil (error ``O(e^2)``), 1 for the one-sided one (``O(e)``)."""
+        return 1 if self.config.stencil == "one-sided" else 2
 
     def time_derivative(
         self,
@@ -227,6 +203,7 @@ class JVP(Derivative):
         *,
         t_min: Tensor | None = None,
         t_max: float = 1.0,
+        F_t: Tensor | None = None,
     ) -> Tensor:
         t = t.to(torch.promote_types(t.dtype, torch.float32))
         with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), preserved_rng(x_t.device):

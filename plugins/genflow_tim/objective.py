@@ -9,7 +9,6 @@ import attrs
 import torch
 from attrs import validators
 from torch import Tensor
-from torch.autograd import forward_ad as fwAD
 
 from genflow.errors import ConfigError, GenflowError
 from genflow.guidance import drop_labels, has_condition, null_condition
@@ -22,18 +21,23 @@ from genflow.interfaces import (
     Objective,
     ObjectiveOutput,
     ProbabilityPath,
-    TimeFunction,
     expand_like,
 )
+from genflow.objectives import (
+    WEIGHTINGS,
+    Weighting,
+    interval_weight,
+    row_mean,
+    rows_finite,
+    split_rows,
+    transition_target,
+)
 from genflow.timesteps import logit_normal, resolution_shift, shift_factor
-from genflow_tim.derivatives import replayed_rng, rng_snapshot
 from genflow_tim.repa import ENCODERS, RepresentationAlignment, build_encoder
 
-Weighting = Literal["tangent", "linear", "odds", "constant"]
 DiffusionTime = Literal["max", "single"]
 GuidanceTargetVariant = Literal["official", "guided-tangent"]
 GUIDANCE_TARGET_VARIANTS = ("official", "guided-tangent")
-WEIGHTINGS = ("tangent", "linear", "odds", "constant")
 
 _unit = validators.and_(validators.ge(0.0), validators.le(1.0))
 
@@ -123,24 +127,6 @@ REFERENCE_MIXTURE = {"diffusion_ratio": 0.5, "consistency_ratio": 0.1}
 # --------------------------------------------------------------------------------------------
 
 
-def bind(backbone: Backbone, r: Tensor, cond: Condition) -> TimeFunction:
-    """``fn(x, t) = backbone(x, t, r, cond)`` for derivative providers (``interfaces.TimeFunction``).
-
-    ``fn`` accepts ``k``-fold tiled batches (``k N`` rows): ``r`` and ``cond`` are tiled to match.
-    """
-    n = r.shape[0]
-
-    def fn(x: Tensor, t: Tensor) -> Tensor:
-        k, rest = divmod(x.shape[0], n)
-        if rest or k < 1 or t.shape[0] != x.shape[0]:
-            raise ValueError(f"TimeFunction got {x.shape[0]} rows, not a multiple of its batch of {n}")
-        if k == 1:
-            return backbone(x, t, r, cond)
-        return backbone(x, t, torch.cat([r] * k), cond.tile(k))
-
-    return fn
-
-
 def _round(x: float) -> int:
     return math.floor(x + 0.5)
 
@@ -158,9 +144,7 @@ def sample_times(
     t1 = logit_normal(n, config.p_mean, config.p_std, generator=generator, device=device, dtype=dtype)
     t2 = logit_normal(n, config.p_mean, config.p_std, generator=generator, device=device, dtype=dtype)
     t, r = torch.maximum(t1, t2), torch.minimum(t1, t2)
-    perm = torch.randperm(n, generator=generator, device=device)
-    n_fm, n_cm = _round(n * config.diffusion_ratio), _round(n * config.consistency_ratio)
-    fm_rows, cm_rows = perm[:n_fm], perm[n_fm : n_fm + n_cm]
+    fm_rows, cm_rows = split_rows(n, (config.diffusion_ratio, config.consistency_ratio), generator=generator)
     if config.diffusion_t == "single":  # one draw, as flow matching samples t
         if config.diffusion_p_mean != config.p_mean:  # else the first draw serves
             t1 = logit_normal(n, config.diffusion_p_mean, config.p_std, generator=generator, device=device, dtype=dtype)
@@ -168,51 +152,6 @@ def sample_times(
     r[fm_rows] = t[fm_rows]  # flow-matching rows
     r.index_fill_(0, cm_rows, 0.0)  # one-step rows (``r[rows] = 0.0`` would copy the 0 from the host)
     return t, r
-
-
-def interval_weight(t: Tensor, r: Tensor, *, weighting: Weighting, sigma_d: float = 1.0) -> Tensor:
-    """``w(t, r)`` of docs/math.md s6, ``(N,)``; ``w = 1`` on rows with ``r = t``."""
-    if weighting == "constant":
-        return torch.ones_like(t)
-    if weighting == "tangent":
-        gap = torch.tan(t) - torch.tan(r)
-    elif weighting == "linear":
-        gap = t - r
-    elif weighting == "odds":
-        gap = t / (1 - t) - r / (1 - r)
-    else:
-        raise ValueError(f"unknown weighting {weighting!r}")
-    w = (sigma_d + gap).rsqrt()  # (sigma_d + g(t) - g(r))^(-1/2)
-    return torch.where(t == r, torch.ones_like(w), w)
-
-
-def transition_coefficients_dt(path: ProbabilityPath, t: Tensor, r: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """``(A, B, dA/dt, dB/dt)`` of ``x_r = A_{t,r} x_t + B_{t,r} F`` at fixed ``r``.
-
-    ``dA/dt`` is not part of the ``ProbabilityPath`` interface: it comes from forward-mode AD through the
-    path's own (elementwise, analytic) ``transition_coefficients``, which is exact.
-    """
-    with fwAD.dual_level():
-        A, B, dB_dt = path.transition_coefficients(fwAD.make_dual(t, torch.ones_like(t)), r)
-        dA_dt = fwAD.unpack_dual(A).tangent
-        A, B, dB_dt = (fwAD.unpack_dual(c).primal for c in (A, B, dB_dt))
-    if dA_dt is None:  # A does not depend on t (e.g. the linear path, A = 1)
-        dA_dt = torch.zeros_like(t)
-    return A, B, dA_dt, dB_dt
-
-
-def transition_target(path: ProbabilityPath, x_t: Tensor, v_t: Tensor, dF_dt: Tensor, t: Tensor, r: Tensor) -> Tensor:
-    """The regression target ``F_hat`` of docs/math.md s3, general form, shaped like ``x_t``.
-
-    From ``d/dt (A x_t + B F) = 0`` along the trajectory ``dx_t/dt = v_t``:
-    ``F_hat = -(dA/dt x_t + A v_t + B sg(dF/dt)) / (dB/dt)``. Linear path (``A = 1``,
-    ``B = -(t - r)``, ``dB/dt = -1``): ``F_hat = v_t - (t - r) sg(dF/dt)`` (paper Eq. 9). Wherever
-    the transition is exact on conditional trajectories (linear, TrigFlow) this equals the form
-    ``alpha_hat x + sigma_hat z + (B / B') (alpha_hat' x + sigma_hat' z - dF/dt)`` of docs/math.md s3.
-    With the marginal velocity ``u`` in place of ``v_t`` it is the identity itself (docs/math.md s8).
-    """
-    A, B, dA_dt, dB_dt = (expand_like(c, x_t) for c in transition_coefficients_dt(path, t, r))
-    return -(dA_dt * x_t + A * v_t + B * dF_dt) / dB_dt
 
 
 def grouped_mean(L: Tensor, t: Tensor, r: Tensor, groups: int | tuple[int, int], keep: Tensor) -> Tensor:
@@ -254,14 +193,6 @@ def cosine_similarity(a: Tensor, b: Tensor, dim: int = 1, eps: float = 1e-8) -> 
     norm_a = a.square().sum(dim).clamp_min(eps**2).sqrt()  # clamp before sqrt: finite gradients at 0
     norm_b = b.square().sum(dim).clamp_min(eps**2).sqrt()
     return (a * b).sum(dim) / (norm_a * norm_b)
-
-
-def _rows_finite(x: Tensor) -> Tensor:
-    return torch.isfinite(x.reshape(x.shape[0], -1)).all(dim=1)
-
-
-def _row_mean(x: Tensor) -> Tensor:
-    return x.reshape(x.shape[0], -1).mean(dim=1)
 
 
 # --------------------------------------------------------------------------------------------
@@ -336,13 +267,9 @@ class TimObjective(Objective):
         x_t, v_t = self.path.interpolate(x, z, t), self.path.velocity(x, z, t)  # docs/math.md s1
         v_hat, dx_dt = self.target_velocity(backbone, x_t, v_t, t, cond, true_cond)
         rows = self.interval_rows(t, r)
-        if self.derivative.uses_output:  # e.g. one-sided dde: the main pass first, reused
-            F, dF_dt, h_proj = self._forward_then_derivative(backbone, x_t, t, r, dx_dt, cond, rows)
-        else:
-            # the derivative runs first: providers keep the RNG state, so their passes see the same
-            # dropout state as the main pass below
-            dF_dt = self.time_derivative(backbone, x_t, t, r, dx_dt, cond, rows=rows)
-            F, h_proj = self.main_pass(backbone, x_t, t, r, cond)  # (N, ...)
+        # the main pass F (N, ...), sg(dF/dt) on the t != r rows in the order the provider needs,
+        # and with REPA the projector's reading h_proj
+        F, dF_dt, h_proj = self.forward_then_derivative(backbone, x_t, t, r, dx_dt, cond, rows)
         F_hat = transition_target(self.path, x_t, v_hat, dF_dt, t, r).detach()  # arXiv 2509.04394, Eq. 9
         out = self.weighted_loss(F, F_hat, t, r)
         return out if h_proj is None else self.add_alignment(out, backbone, h_proj, x)
@@ -423,48 +350,35 @@ class TimObjective(Objective):
         self, backbone: Backbone, x_t: Tensor, t: Tensor, r: Tensor, dx_dt: Tensor, cond: Condition,
         F_t: Tensor | None = None, rows: Tensor | None = None,
     ) -> Tensor:
-        """``sg(dF/dt)`` along ``(dx_dt, 1, 0)`` on the ``t != r`` rows only; zeros on ``r = t`` rows.
-
-        ``F_t``: the main pass's output, handed to providers that reuse it (``uses_output``).
-        ``rows``: the ``t != r`` rows when known (``interval_rows``), else found here.
-        """
-        dF_dt = torch.zeros_like(x_t)
-        rows = (t != r).nonzero().squeeze(1) if rows is None else rows
-        if rows.numel() == 0:
-            return dF_dt
-        fn = bind(backbone, r[rows], cond.index(rows))
-        reuse = {} if F_t is None else {"F_t": F_t.detach()[rows]}
-        dF_dt[rows] = self.derivative.time_derivative(
-            fn, x_t[rows], t[rows], dx_dt[rows], t_min=r[rows], t_max=self.path.t_max, **reuse
-        ).to(x_t.dtype)
-        return dF_dt.detach()
+        """``sg(dF/dt)`` along ``(dx_dt, 1, 0)`` on the ``t != r`` rows only; zeros on ``r = t`` rows
+        (``Derivative.on_rows``). ``F_t``: the main pass's output, for providers that reuse it."""
+        return self.derivative.on_rows(backbone, x_t, t, r, dx_dt, cond, t_max=self.path.t_max, rows=rows, F_t=F_t)
 
     def forward_then_derivative(
         self, backbone: Backbone, x_t: Tensor, t: Tensor, r: Tensor, dx_dt: Tensor, cond: Condition,
         rows: Tensor | None = None,
-    ) -> tuple[Tensor, Tensor]:
-        """``(F, sg(dF/dt))`` for providers that reuse the main pass: ``F`` (with gradients) first,
-        then the provider's passes from the RNG state that pass started from (same dropout masks)."""
-        F, dF_dt, _ = self._forward_then_derivative(backbone, x_t, t, r, dx_dt, cond, rows)
-        return F, dF_dt
-
-    def _forward_then_derivative(
-        self, backbone: Backbone, x_t: Tensor, t: Tensor, r: Tensor, dx_dt: Tensor, cond: Condition,
-        rows: Tensor | None = None,
     ) -> tuple[Tensor, Tensor, Tensor | None]:
-        snapshot = rng_snapshot(x_t.device)
-        F, h_proj = self.main_pass(backbone, x_t, t, r, cond)  # (N, ...)
-        with replayed_rng(x_t.device, snapshot):
-            dF_dt = self.time_derivative(backbone, x_t, t, r, dx_dt, cond, F_t=F, rows=rows)
-        return F, dF_dt, h_proj
+        """``(F, sg(dF/dt), h_proj)``: the main pass with gradients (and, with REPA, the projector's
+        reading ``h_proj``, else None) and the derivative on ``rows``, in the order and with the RNG
+        replay the provider needs (``Derivative.forward_and_derivative``)."""
+        features: list[Tensor | None] = []
+
+        def main(x: Tensor, t: Tensor, r: Tensor, cond: Condition) -> Tensor:
+            F, h_proj = self.main_pass(backbone, x, t, r, cond)
+            features.append(h_proj)
+            return F
+
+        out = self.derivative.forward_and_derivative(backbone, x_t, t, r, dx_dt, cond, t_max=self.path.t_max,
+                                                     rows=rows, main=main)
+        return out.F, out.dF_dt, features[0]
 
     def per_sample_loss(self, F: Tensor, F_hat: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """``(L, mse, cos)`` per sample, ``(N,)``: ``L = mse + cos`` with ``cos = mean(1 - cos(F, F_hat))``
         over the channel axis when ``directional`` (else 0), docs/math.md s6."""
-        mse = _row_mean((F - F_hat).square())
+        mse = row_mean((F - F_hat).square())
         if not self.config.directional:
             return mse, mse, torch.zeros_like(mse)
-        cos = _row_mean(1 - cosine_similarity(F, F_hat, dim=1))
+        cos = row_mean(1 - cosine_similarity(F, F_hat, dim=1))
         return mse + cos, mse, cos
 
     def weighted_loss(self, F: Tensor, F_hat: Tensor, t: Tensor, r: Tensor) -> ObjectiveOutput:
@@ -472,7 +386,7 @@ class TimObjective(Objective):
         F = F.to(torch.promote_types(F.dtype, torch.float32))
         F_hat = F_hat.to(F.dtype)
         w = interval_weight(t, r, weighting=self.config.weighting, sigma_d=self.config.sigma_d).to(F.dtype)
-        finite = _rows_finite(F.detach()) & _rows_finite(F_hat) & torch.isfinite(w)
+        finite = rows_finite(F.detach()) & rows_finite(F_hat) & torch.isfinite(w)
         keep = expand_like(finite, F).bool()
         # zero the bad rows *before* the loss: a NaN there would turn their zero gradient into NaN
         L, mse, cos = self.per_sample_loss(torch.where(keep, F, 0.0), torch.where(keep, F_hat, 0.0))

@@ -271,6 +271,7 @@ def test_the_guide_followed_literally_makes_a_working_plugin(tmp_path):
         outputs[command] = _ok(_guide_step(venv, command, folder))
     listing = next(out for command, out in outputs.items() if command == "genflow plugins")
     assert _component_rows(listing, "objective")["myobjective"] == "myobjective"
+    assert _component_rows(listing, "derivative")["myfd"] == "myobjective"
     trained = next(out for command, out in outputs.items() if command.startswith("genflow train"))
     assert "trained to step 20" in trained
     tested = next(out for command, out in outputs.items() if "pytest" in command)

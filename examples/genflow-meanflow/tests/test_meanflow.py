@@ -10,11 +10,12 @@ from typing import Any
 import pytest
 import torch
 from genflow.interfaces import Backbone, Batch, Condition, DataSpec
+from genflow.objectives import interval_target
 from genflow.plugins import PluginManager
 from genflow.testing import CHECKS
 from torch import Tensor
 
-from genflow_meanflow.objective import MeanFlow, MeanFlowConfig, average_velocity_target, build, sample_times
+from genflow_meanflow.objective import MeanFlow, MeanFlowConfig, build, sample_times
 from genflow_meanflow.sampler import MeanFlowSampler
 
 PLUGIN = "meanflow"
@@ -85,7 +86,7 @@ def test_target_of_the_exact_average_velocity_is_itself(derivative, tol):
     cond = Condition()
     v = u(z_t, t, t, cond)  # the marginal velocity
     du_dt = objective.time_derivative(u, z_t, t, r, v, cond)
-    target = average_velocity_target(v, du_dt, t, r)
+    target = interval_target(v, du_dt, t, r)
     torch.testing.assert_close(target, u(z_t, t, r, cond), rtol=tol, atol=tol)
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import torch
 from genflow_tim.derivatives import DDE, DdeConfig, one_sided_step
-from genflow_tim.objective import TimObjective, TimObjectiveConfig, bind
+from genflow_tim.objective import TimObjective, TimObjectiveConfig
 
-from genflow.interfaces import Batch, Condition, DataSpec, Derivative
+from genflow.interfaces import Batch, Condition, DataSpec, Derivative, bind
 from genflow.paths import LinearPath
 
 from .oracle import MLPBackbone

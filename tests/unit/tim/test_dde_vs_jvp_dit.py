@@ -5,9 +5,8 @@ from __future__ import annotations
 import torch
 from genflow_tim.derivatives import DDE, JVP, DdeConfig
 from genflow_tim.dit import DiTConfig, build_dit
-from genflow_tim.objective import bind
 
-from genflow.interfaces import Condition, DataSpec
+from genflow.interfaces import Condition, DataSpec, bind
 
 
 def random_debug_dit() -> torch.nn.Module:

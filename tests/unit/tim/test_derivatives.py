@@ -7,10 +7,9 @@ import copy
 import pytest
 import torch
 from genflow_tim.derivatives import DDE, JVP, DdeConfig, stencil
-from genflow_tim.objective import bind
 
 from genflow.errors import GenflowError
-from genflow.interfaces import Condition
+from genflow.interfaces import Condition, bind
 
 from .oracle import MLPBackbone
 

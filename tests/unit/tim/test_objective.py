@@ -13,18 +13,15 @@ from genflow_tim.objective import (
     REFERENCE_MIXTURE,
     TimObjective,
     TimObjectiveConfig,
-    bind,
     grouped_mean,
-    interval_weight,
     sample_times,
-    transition_coefficients_dt,
-    transition_target,
 )
 from genflow_tim.trigflow import TrigFlowPath
 
 from genflow.config.convert import structure
 from genflow.errors import ConfigError
-from genflow.interfaces import Batch, Condition, DataSpec, Derivative, expand_like
+from genflow.interfaces import Batch, Condition, DataSpec, Derivative, bind, expand_like
+from genflow.objectives import interval_weight, transition_coefficients_dt, transition_target
 from genflow.paths import LinearPath
 from genflow.timesteps import resolution_shift
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import torch
 from genflow_tim.derivatives import DDE, JVP, DdeConfig
-from genflow_tim.objective import TimObjective, TimObjectiveConfig, bind, transition_target
+from genflow_tim.objective import TimObjective, TimObjectiveConfig
 from genflow_tim.sampler import TransitionSampler, TransitionSamplerConfig
 
-from genflow.interfaces import Batch, Condition, DataSpec, expand_like
+from genflow.interfaces import Batch, Condition, DataSpec, bind, expand_like
+from genflow.objectives import transition_target
 
 from .oracle import GaussianOracle, OracleBackbone, interior_times
 

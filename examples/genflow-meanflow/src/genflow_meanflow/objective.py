@@ -13,19 +13,20 @@ regresses ``u_theta`` onto ``u_tgt = v_t - (t - r) sg(du_theta/dt)``, the identi
 velocity ``v_t`` (the paper's training target; the quoted names below are paragraphs of
 arXiv:2505.13447), with adaptive loss weighting. genflow's backbone is ``F(x_t, t, r, cond)`` with
 ``t >= r``, so ``u_theta(z_t, r, t)`` is ``backbone(x_t, t, r, cond)``; ``du/dt`` comes from whichever
-``Derivative`` plugin the run selects (``dde``, ``jvp``, ...).
+``Derivative`` plugin the run selects (``dde``, ``jvp``, ...), through the derivative protocol
+``Derivative.forward_and_derivative`` (rows, main-pass reuse, random-state replay).
 
-Only genflow's public API is used: ``genflow.interfaces`` and ``genflow.timesteps``.
+Only genflow's public API is used (``genflow.api`` lists it): ``genflow.interfaces``,
+``genflow.objectives`` and ``genflow.guidance``.
 """
 
 from __future__ import annotations
-
-import math
 
 import attrs
 import torch
 from attrs import validators
 from genflow.errors import ConfigError
+from genflow.guidance import drop_labels
 from genflow.interfaces import (
     Backbone,
     Batch,
@@ -35,10 +36,16 @@ from genflow.interfaces import (
     Objective,
     ObjectiveOutput,
     ProbabilityPath,
-    TimeFunction,
     expand_like,
 )
-from genflow.timesteps import logit_normal
+from genflow.objectives import (
+    adaptive_weight,
+    interval_target,
+    ordered_times,
+    row_mean,
+    rows_finite,
+    split_rows,
+)
 from torch import Tensor
 
 _unit = validators.and_(validators.ge(0.0), validators.le(1.0))
@@ -68,25 +75,6 @@ class MeanFlowConfig:
 # --------------------------------------------------------------------------------------------
 
 
-def bind(backbone: Backbone, r: Tensor, cond: Condition) -> TimeFunction:
-    """``fn(x, t) = u_theta(x, r, t) = backbone(x, t, r, cond)``, the ``TimeFunction`` a ``Derivative`` needs.
-
-    It accepts ``k``-fold tiled batches (``k N`` rows, see ``genflow.interfaces.TimeFunction``):
-    ``r`` and ``cond`` are tiled to match, so a provider may run its evaluations as one call.
-    """
-    n = r.shape[0]
-
-    def fn(x: Tensor, t: Tensor) -> Tensor:
-        k, rest = divmod(x.shape[0], n)
-        if rest or k < 1 or t.shape[0] != x.shape[0]:
-            raise ValueError(f"TimeFunction got {x.shape[0]} rows, not a multiple of its batch of {n}")
-        if k == 1:
-            return backbone(x, t, r, cond)
-        return backbone(x, t, r.repeat(k), cond.tile(k))
-
-    return fn
-
-
 def sample_times(
     config: MeanFlowConfig, n: int, *, generator: torch.Generator, dtype: torch.dtype = torch.float32
 ) -> tuple[Tensor, Tensor]:
@@ -95,34 +83,10 @@ def sample_times(
     Exactly ``round(n * flow_ratio)`` rows, chosen by a random permutation, get ``r = t``: a fixed
     count keeps the derivative's batch size constant from step to step.
     """
-    device = generator.device
-    t1 = logit_normal(n, config.p_mean, config.p_std, generator=generator, device=device, dtype=dtype)
-    t2 = logit_normal(n, config.p_mean, config.p_std, generator=generator, device=device, dtype=dtype)
-    t, r = torch.maximum(t1, t2), torch.minimum(t1, t2)
-    flow_rows = torch.randperm(n, generator=generator, device=device)[: math.floor(n * config.flow_ratio + 0.5)]
+    t, r = ordered_times(n, config.p_mean, config.p_std, generator=generator, dtype=dtype)
+    (flow_rows,) = split_rows(n, (config.flow_ratio,), generator=generator)
     r[flow_rows] = t[flow_rows]  # u(z_t, t, t) = v(z_t, t): flow matching on these rows
     return t, r
-
-
-def drop_labels(cond: Condition, rate: float, spec: DataSpec, generator: torch.Generator) -> Condition:
-    """Replace each label by the null class ``spec.num_classes`` with probability ``rate`` (CFG training)."""
-    if cond.labels is None or spec.num_classes <= 0 or rate <= 0:
-        return cond
-    drop = (torch.rand(cond.labels.shape, generator=generator, device=generator.device) < rate).to(cond.labels.device)
-    return attrs.evolve(cond, labels=torch.where(drop, spec.num_classes, cond.labels))
-
-
-def average_velocity_target(v_t: Tensor, du_dt: Tensor, t: Tensor, r: Tensor) -> Tensor:
-    """``u_tgt = v_t - (t - r) du/dt`` (the MeanFlow identity with ``v_t``), shaped like ``v_t``."""
-    return v_t - expand_like(t - r, v_t) * du_dt
-
-
-def _rows_finite(x: Tensor) -> Tensor:
-    return torch.isfinite(x.reshape(x.shape[0], -1)).all(dim=1)
-
-
-def _row_mean(x: Tensor) -> Tensor:
-    return x.reshape(x.shape[0], -1).mean(dim=1)
 
 
 # --------------------------------------------------------------------------------------------
@@ -138,7 +102,8 @@ class MeanFlow(Objective):
     finite the loss is NaN, so the trainer's non-finite guard skips the step.
     """
 
-    def __init__(self, config: MeanFlowConfig, *, path: ProbabilityPath, derivative: Derivative, spec: DataSpec) -> None:
+    def __init__(self, config: MeanFlowConfig, *, path: ProbabilityPath, derivative: Derivative,
+                 spec: DataSpec) -> None:
         self.config = config
         self.path = path
         self.derivative = derivative
@@ -155,12 +120,10 @@ class MeanFlow(Objective):
         z = torch.randn(x.shape, generator=generator, device=generator.device, dtype=x.dtype).to(x.device)
         cond = drop_labels(batch.cond, self.config.label_dropout, self.spec, generator)
         x_t, v_t = self.path.interpolate(x, z, t), self.path.velocity(x, z, t)  # z_t and dz_t/dt
-        # the derivative runs first: providers keep the RNG state, so their passes see the same
-        # dropout state as the main pass below
-        du_dt = self.time_derivative(backbone, x_t, t, r, v_t, cond)
-        u = backbone(x_t, t, r, cond)  # u_theta(z_t, r, t), (N, ...)
-        u_tgt = average_velocity_target(v_t, du_dt, t, r).detach()  # u_tgt = v_t - (t - r) sg(du/dt)
-        return self.adaptive_loss(u, u_tgt)
+        # u_theta(z_t, r, t) (N, ...) and sg(du/dt) on the t != r rows, as the provider needs them
+        out = self.derivative.forward_and_derivative(backbone, x_t, t, r, v_t, cond, t_max=self.path.t_max)
+        u_tgt = interval_target(v_t, out.dF_dt, t, r).detach()  # u_tgt = v_t - (t - r) sg(du/dt)
+        return self.adaptive_loss(out.F, u_tgt)
 
     def times(self, n: int, *, generator: torch.Generator, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
         """Times ``(t, r)`` on the path, ``(n,)`` each: unit times scaled to ``[0, t_max]``."""
@@ -172,15 +135,7 @@ class MeanFlow(Objective):
         self, backbone: Backbone, x_t: Tensor, t: Tensor, r: Tensor, v_t: Tensor, cond: Condition
     ) -> Tensor:
         """``sg(du/dt)`` along ``(v_t, 0, 1)`` on the ``t != r`` rows; zeros where ``r = t`` (not needed there)."""
-        du_dt = torch.zeros_like(x_t)
-        rows = (t != r).nonzero().squeeze(1)
-        if rows.numel() == 0:
-            return du_dt
-        fn = bind(backbone, r[rows], cond.index(rows))
-        du_dt[rows] = self.derivative.time_derivative(
-            fn, x_t[rows], t[rows], v_t[rows], t_min=r[rows], t_max=self.path.t_max
-        ).to(x_t.dtype)
-        return du_dt.detach()
+        return self.derivative.on_rows(backbone, x_t, t, r, v_t, cond, t_max=self.path.t_max)
 
     def adaptive_loss(self, u: Tensor, u_tgt: Tensor) -> ObjectiveOutput:
         """``mean(sg(w) ||Delta||^2)`` over the finite rows, ``w = 1 / (||Delta||^2 + c)^p``.
@@ -189,20 +144,22 @@ class MeanFlow(Objective):
         """
         u = u.to(torch.promote_types(u.dtype, torch.float32))
         u_tgt = u_tgt.to(u.dtype)
-        finite = _rows_finite(u.detach()) & _rows_finite(u_tgt)
+        finite = rows_finite(u.detach()) & rows_finite(u_tgt)
         keep = expand_like(finite, u).bool()
         # zero the bad rows *before* the loss: a NaN there would turn their zero gradient into NaN
-        delta_sq = _row_mean((torch.where(keep, u, 0.0) - torch.where(keep, u_tgt, 0.0)).square())
-        weight = (delta_sq.detach() + self.config.adaptive_c).pow(-self.config.adaptive_p) * finite
+        delta_sq = row_mean((torch.where(keep, u, 0.0) - torch.where(keep, u_tgt, 0.0)).square())
+        weight = adaptive_weight(delta_sq, eps=self.config.adaptive_c, power=self.config.adaptive_p) * finite
         count = finite.sum()
         loss = (weight * delta_sq).sum() / count  # 0 / 0 = NaN when no row is finite
-        raw = _row_mean((u.detach() - u_tgt).square())
+        raw = row_mean((u.detach() - u_tgt).square())
         logs = {"mse": (delta_sq.detach() * finite).sum() / count, "nonfinite": (~finite).sum().to(torch.float32)}
         return ObjectiveOutput(loss=loss, per_sample=raw, logs=logs)
 
 
-def build(config: MeanFlowConfig, *, path: ProbabilityPath, derivative: Derivative | None, spec: DataSpec) -> MeanFlow:
+def build(config: MeanFlowConfig, *, path: ProbabilityPath, derivative: Derivative | None,
+          spec: DataSpec) -> MeanFlow:
     """Registry factory of the ``meanflow`` objective (``genflow.hookspecs``: objective kind)."""
     if derivative is None:
-        raise ConfigError("objective 'meanflow' needs a derivative provider: set [derivative] name = \"dde\" (or \"jvp\")")
+        raise ConfigError("objective 'meanflow' needs a derivative provider: "
+                          "set [derivative] name = \"dde\" (or \"jvp\")")
     return MeanFlow(config, path=path, derivative=derivative, spec=spec)
