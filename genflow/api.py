@@ -22,8 +22,8 @@ PUBLIC: dict[str, tuple[str, ...]] = {
     "genflow": ("hookimpl", "__version__"),
     "genflow.interfaces": (
         "Backbone", "Batch", "BatchLoader", "Condition", "DataSpec", "Dataset", "Derivative", "DerivativeOutput",
-        "EvalContext", "EvalSamples", "Metric", "Objective", "ObjectiveOutput", "ProbabilityPath", "Sampler", "TextEncoder",
-        "TimeFunction", "bind", "expand_like", "interval_rows",
+        "EvalContext", "EvalSamples", "Metric", "Objective", "ObjectiveOutput", "ProbabilityPath", "Sampler",
+        "TextEncoder", "TimeFunction", "bind", "expand_like", "interval_rows",
     ),
     "genflow.objectives": (
         "WEIGHTINGS", "Weighting", "adaptive_weight", "interval_target", "interval_weight", "ordered_times",
@@ -32,10 +32,10 @@ PUBLIC: dict[str, tuple[str, ...]] = {
     "genflow.rng": ("preserved_rng", "replayed_rng", "rng_snapshot"),
     "genflow.registry": ("Component", "EmptyConfig", "KINDS"),
     "genflow.errors": ("ConfigError", "GenflowError"),
-    "genflow.timesteps": ("logit_normal", "resolution_shift", "shift_factor"),
+    "genflow.timesteps": ("logit_normal", "resolution_shift", "shift_factor", "time_grid"),
     "genflow.losses": ("finite_mean",),
-    "genflow.guidance": ("drop_labels", "empty_text", "guidance_active", "guided_forward", "has_condition",
-                         "null_condition"),
+    "genflow.guidance": ("drop_labels", "empty_text", "guidance_active", "guided_forward", "guided_velocity",
+                         "has_condition", "null_condition"),
     "genflow.plugins": ("ENTRY_POINT_GROUP", "PluginManager"),
     "genflow.testing": (
         "CHECKS", "DERIVATIVE_TOLERANCE", "build_backbone_for_tests", "build_derivative", "check_backbone",

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from genflow_fm.path import LinearPath
 from genflow_tim.derivatives import DDE
 from genflow_tim.dit import DiT, DiTConfig
 from genflow_tim.objective import TimObjective, TimObjectiveConfig
@@ -13,6 +12,7 @@ from genflow_tim.repa import RandomEncoder, RepresentationAlignment, alignment_l
 
 from genflow.errors import GenflowError
 from genflow.interfaces import Batch, Condition, DataSpec
+from genflow.paths import LinearPath
 
 SPEC = DataSpec(shape=(3, 16, 16), num_classes=4)
 
