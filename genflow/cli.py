@@ -93,7 +93,7 @@ def _data_kind(name: str, url: object) -> str | None:
 
         try:
             return LatentStore(url, validate=False).meta.sample_kind
-        except GenflowError:
+        except (GenflowError, OSError, ValueError):
             return None  # building the dataset later says what is wrong with the store
     return None
 
@@ -110,8 +110,10 @@ def _keep_backbone(args: argparse.Namespace, file_data: dict, selectors: dict[st
     url = args.data if selectors["data"] == "store" else None
     if not isinstance(name, str) or (old.get("name") == selectors["data"] and old.get("url") == url):
         return
-    old_kind = _data_kind(str(old.get("name", "")), old.get("url"))
-    if old_kind is not None and old_kind == _data_kind(str(selectors["data"]), url):
+    old_kind, new_kind = _data_kind(str(old.get("name", "")), old.get("url")), _data_kind(str(selectors["data"]), url)
+    if new_kind is None and url is not None:
+        return  # an unreadable store: building the dataset says what is wrong, in one line
+    if old_kind is not None and old_kind == new_kind:
         selectors["backbone"] = name
     else:
         print(f"genflow: note: --data {args.data} is not the kind of data the config's backbone '{name}' was set "
