@@ -10,6 +10,7 @@ diffusers is installed (``pip install diffusers``).
 from __future__ import annotations
 
 import abc
+import copy
 import importlib.util
 from typing import Any, Literal, cast
 
@@ -71,8 +72,13 @@ class Identity(Autoencoder):
         self.image_channels = self.latent_channels = self.config.channels or 3
 
     def for_channels(self, channels: int) -> Identity:
-        """This autoencoder with ``channels = 0`` resolved to the source's ``channels``."""
-        return self if self.config.channels else Identity(IdentityConfig(channels=channels))
+        """This autoencoder (a copy of the same class) with ``channels = 0`` resolved to ``channels``."""
+        if self.config.channels:
+            return self
+        resolved = copy.copy(self)
+        resolved.config = IdentityConfig(channels=channels)
+        resolved.image_channels = resolved.latent_channels = channels
+        return resolved
 
     def encode(self, images: Tensor) -> Tensor:
         return images.to(torch.uint8)
