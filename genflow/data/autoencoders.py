@@ -1,7 +1,8 @@
 """Autoencoders that map images to store latents (``genflow prepare``) and back (sampling).
 
 ``identity`` keeps pixels: its latents are the ``uint8`` pixels and its shift / scale
-(127.5, 1 / 127.5) map them to [-1, 1]. ``diffusers-kl`` (``AutoencoderKL``, e.g. the SD VAE) and
+(127.5, 1 / 127.5) map them to [-1, 1]; its ``channels`` (1 or 3) follow the source's images
+unless set (``genflow prepare --ae-option channels=3`` stores grey images as RGB). ``diffusers-kl`` (``AutoencoderKL``, e.g. the SD VAE) and
 ``diffusers-dc`` (``AutoencoderDC``, DC-AE) wrap diffusers models and are registered only when
 diffusers is installed (``pip install diffusers``).
 """
@@ -9,6 +10,7 @@ diffusers is installed (``pip install diffusers``).
 from __future__ import annotations
 
 import abc
+import copy
 import importlib.util
 from typing import Any, Literal, cast
 
@@ -21,24 +23,27 @@ from genflow.registry import Component
 
 
 class Autoencoder(abc.ABC):
-    """Encodes ``uint8`` images ``(N, 3, H, W)`` to raw latents ``(N, C, H / f, W / f)`` and decodes
-    raw latents to pixels in [-1, 1]. Model space is ``(latents - shift) * scale`` per channel."""
+    """Encodes ``uint8`` images ``(N, image_channels, H, W)`` to raw latents ``(N, C, H / f, W / f)``
+    and decodes raw latents to pixels in [-1, 1]. Model space is ``(latents - shift) * scale`` per
+    channel. ``genflow prepare`` repeats grey images to 3 channels for a 3-channel autoencoder."""
 
     name: str
     config: Any
     #: Spatial downsampling factor ``f``; image sides must be multiples of it.
     downsample: int = 1
+    #: Channels of the images it encodes (3: RGB; 1: grey).
+    image_channels: int = 3
     latent_channels: int = 3
     #: numpy dtype name of the stored latents.
     latent_dtype: str = "float32"
 
     @abc.abstractmethod
     def encode(self, images: Tensor) -> Tensor:
-        """``images``: ``uint8`` ``(N, 3, H, W)``; returns raw latents on the CPU."""
+        """``images``: ``uint8`` ``(N, image_channels, H, W)``; returns raw latents on the CPU."""
 
     @abc.abstractmethod
     def decode(self, latents: Tensor) -> Tensor:
-        """Raw latents ``(N, C, h, w)`` (any float dtype) -> pixels ``(N, 3, H, W)`` in [-1, 1]."""
+        """Raw latents ``(N, C, h, w)`` (any float dtype) -> pixels ``(N, image_channels, H, W)`` in [-1, 1]."""
 
     @abc.abstractmethod
     def shift_scale(self) -> tuple[list[float], list[float]]:
@@ -47,7 +52,10 @@ class Autoencoder(abc.ABC):
 
 @attrs.frozen(kw_only=True)
 class IdentityConfig:
-    """The identity autoencoder has no options."""
+    """``channels``: 1 (grey) or 3 (RGB) image channels, stored as they are; 0 (the default) takes
+    the source's (``genflow prepare`` resolves it, so a store records 1 or 3)."""
+
+    channels: int = 0
 
 
 class Identity(Autoencoder):
@@ -58,6 +66,19 @@ class Identity(Autoencoder):
 
     def __init__(self, config: IdentityConfig | None = None) -> None:
         self.config = config or IdentityConfig()
+        if self.config.channels not in (0, 1, 3):
+            raise GenflowError(f"autoencoder 'identity' channels = {self.config.channels}; allowed: 0 (the "
+                               "source's), 1 (grey), 3 (RGB)")
+        self.image_channels = self.latent_channels = self.config.channels or 3
+
+    def for_channels(self, channels: int) -> Identity:
+        """This autoencoder (a copy of the same class) with ``channels = 0`` resolved to ``channels``."""
+        if self.config.channels:
+            return self
+        resolved = copy.copy(self)
+        resolved.config = IdentityConfig(channels=channels)
+        resolved.image_channels = resolved.latent_channels = channels
+        return resolved
 
     def encode(self, images: Tensor) -> Tensor:
         return images.to(torch.uint8)
@@ -66,7 +87,7 @@ class Identity(Autoencoder):
         return (latents.float() / 127.5 - 1.0).clamp(-1.0, 1.0)
 
     def shift_scale(self) -> tuple[list[float], list[float]]:
-        return [127.5] * 3, [1.0 / 127.5] * 3
+        return [127.5] * self.latent_channels, [1.0 / 127.5] * self.latent_channels
 
 
 @attrs.frozen(kw_only=True)

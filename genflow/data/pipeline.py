@@ -53,6 +53,14 @@ def prepare_store(
         raise GenflowError(f"dataset '{source.name}' holds points, not images; use --autoencoder identity")
     if flip and source.kind == "points":
         raise GenflowError("--flip needs an image dataset")
+    if isinstance(autoencoder, Identity) and source.kind == "image":
+        autoencoder = autoencoder.for_channels(source.channels)
+    if source.kind == "image" and (source.channels, autoencoder.image_channels) not in ((1, 1), (3, 3), (1, 3)):
+        raise GenflowError(
+            f"autoencoder '{autoencoder.name}' takes {autoencoder.image_channels}-channel images but dataset "
+            f"'{source.name}' gives {source.channels}; allowed: the same count, or grey images into a 3-channel "
+            "autoencoder (imagefolder: --option channels=1 or 3)"
+        )
     layouts = [_layout(b, source, autoencoder, chunk=chunk, flip=flip) for b in source.buckets()]
     meta = _meta(source, autoencoder, layouts)
     writer = StoreWriter(url, meta, layouts, overwrite=overwrite, storage_options=storage_options)
@@ -136,7 +144,9 @@ def _encode_chunk(chunk: SourceChunk, source: Source, autoencoder: Autoencoder, 
     if source.kind == "points":
         arrays["latents"] = _finite(chunk.data.astype(np.float32), autoencoder, layout, chunk)
     else:
-        images = torch.from_numpy(np.ascontiguousarray(chunk.data)).permute(0, 3, 1, 2)  # (n, 3, H, W)
+        images = torch.from_numpy(np.ascontiguousarray(chunk.data)).permute(0, 3, 1, 2)  # (n, C, H, W)
+        if images.shape[1] != autoencoder.image_channels:  # grey into an RGB autoencoder
+            images = images.expand(-1, autoencoder.image_channels, -1, -1).contiguous()
         arrays["latents"] = _finite(autoencoder.encode(images).numpy(), autoencoder, layout, chunk)
         if layout.flip:
             mirrored = autoencoder.encode(images.flip(-1).contiguous()).numpy()

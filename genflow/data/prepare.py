@@ -4,9 +4,12 @@
     genflow prepare --dataset imagefolder --root photos/ --resolution 256 --autoencoder diffusers-kl \\
         --out s3://bucket/photos256.zarr
     genflow prepare --dataset shapes --option mode='"multi"' --option 'aspect_ratios=[1.0, 2.0]' --out x.zip
+    genflow prepare --dataset imagefolder --root digits/ --resolution 8 --multiple 8 --holdout 0.2 --out d.zarr
 
 ``--option KEY=VALUE`` sets a dataset config field, ``--ae-option KEY=VALUE`` an autoencoder one;
-values are TOML literals (bare words are strings). The CLI (``genflow.cli``) calls
+values are TOML literals (bare words are strings). ``--holdout F`` (imagefolder) sets aside a
+fraction ``F`` of each class in a second store next to ``--out`` (:mod:`genflow.data.splits`),
+which ``genflow eval`` uses as its real images. The CLI (``genflow.cli``) calls
 :func:`add_arguments` and :func:`run`; errors are ``GenflowError`` (one line, exit code 2).
 """
 
@@ -29,6 +32,8 @@ from genflow.data.imagefolder import ImageFolderConfig, ImageFolderSource
 from genflow.data.pipeline import prepare_store
 from genflow.data.shapes import ShapesConfig
 from genflow.data.sources import ShapesSource, Source, Toy2DSource, Toy2DSourceConfig
+from genflow.data.splits import holdout_url
+from genflow.data.writer import check_target
 from genflow.errors import GenflowError, allowed
 
 #: Dataset name -> (config class, source class).
@@ -49,6 +54,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--count", type=int, help="shapes / toy2d: number of samples")
     parser.add_argument("--seed", type=int, help="generator seed (shapes, toy2d) or row order (imagefolder)")
     parser.add_argument("--multiple", type=int, help="bucket sides are multiples of this many pixels")
+    parser.add_argument("--holdout", type=float, metavar="FRACTION",
+                        help="imagefolder: set aside this fraction of each class in OUT's -holdout sibling store")
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="dataset config field")
     parser.add_argument("--autoencoder", default="identity", help="autoencoder plugin (default: identity)")
     parser.add_argument("--ae-option", action="append", default=[], metavar="KEY=VALUE", help="autoencoder field")
@@ -60,21 +67,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, manager: Any) -> int:
     """Run ``genflow prepare``; ``manager`` is a ``genflow.plugins.PluginManager``."""
-    source = build_source(args.dataset, _dataset_fields(args))
+    fields = _dataset_fields(args)
+    targets = {args.out: build_source(args.dataset, fields)}
+    if fields.get("holdout", 0.0):
+        targets[holdout_url(args.out)] = build_source(args.dataset, {**fields, "split": "holdout"})
     component = manager.get("autoencoder", args.autoencoder)
     ae_config = structure(component.config, parse_options(args.ae_option), f"autoencoder '{args.autoencoder}'")
     autoencoder = component.build(ae_config)
-    result = prepare_store(
-        source,
-        autoencoder,
-        args.out,
-        chunk=args.chunk,
-        flip=args.flip,
-        overwrite=args.overwrite,
-        progress=not args.no_progress,
-    )
-    verb = "resumed and finished" if result.resumed else "wrote"
-    print(f"genflow prepare: {verb} {result.count} samples to {result.url} in {result.seconds:.1f} s", file=sys.stderr)
+    for url in targets:  # every target is checked before anything is written
+        check_target(url, overwrite=args.overwrite)
+    for url, source in targets.items():
+        result = prepare_store(
+            source,
+            autoencoder,
+            url,
+            chunk=args.chunk,
+            flip=args.flip,
+            overwrite=args.overwrite,
+            progress=not args.no_progress,
+        )
+        verb = "resumed and finished" if result.resumed else "wrote"
+        print(f"genflow prepare: {verb} {result.count} samples to {result.url} in {result.seconds:.1f} s",
+              file=sys.stderr)
     return 0
 
 
@@ -99,6 +113,14 @@ def _dataset_fields(args: argparse.Namespace) -> dict[str, Any]:
     if args.dataset == "imagefolder" and args.root is None:
         raise GenflowError("--dataset imagefolder needs --root DIR")
     fields.update(parse_options(args.option))
+    if "split" in fields:
+        raise GenflowError("--option split: prepare chooses the split itself; use --holdout FRACTION")
+    if args.holdout is not None:
+        if "holdout" not in known:
+            raise GenflowError(f"--holdout does not apply to dataset '{args.dataset}'; it applies to imagefolder")
+        if not 0.0 < args.holdout < 1.0:
+            raise GenflowError(f"--holdout {args.holdout}: expected a fraction between 0 and 1 (e.g. 0.2)")
+        fields["holdout"] = args.holdout
     return fields
 
 

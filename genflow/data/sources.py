@@ -1,7 +1,8 @@
 """Sources of ``genflow prepare``: where samples come from before they are encoded and stored.
 
 A source lists its buckets and loads rows ``start:stop`` of a bucket as ``uint8`` images
-``(n, H, W, 3)`` (or float points ``(n, D)``) with optional labels, captions and source indices.
+``(n, H, W, C)`` (``C`` = ``channels``: 3, or 1 for grey images) or float points ``(n, D)``, with
+optional labels, captions and source indices.
 Loading is deterministic, so a resumed ``prepare`` writes exactly what an uninterrupted one would.
 """
 
@@ -40,7 +41,7 @@ class SourceBucket:
 
 @attrs.frozen(kw_only=True)
 class SourceChunk:
-    """Loaded rows: ``data`` is ``uint8`` ``(n, H, W, 3)`` images or float32 ``(n, D)`` points."""
+    """Loaded rows: ``data`` is ``uint8`` ``(n, H, W, C)`` images or float32 ``(n, D)`` points."""
 
     data: np.ndarray
     index: np.ndarray
@@ -57,6 +58,8 @@ class Source(abc.ABC):
     num_classes: int = 0
     classes: list[str] = []
     has_captions: bool = False
+    #: Image channels of loaded data (3: RGB, 1: grey).
+    channels: int = 3
 
     @abc.abstractmethod
     def buckets(self) -> list[SourceBucket]: ...

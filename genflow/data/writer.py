@@ -127,6 +127,16 @@ class StoreWriter:
         return group, {k: set() for k in self.layouts}
 
 
+def check_target(url: str, *, overwrite: bool = False, storage_options: Mapping[str, Any] | None = None) -> None:
+    """Refuse ``url`` as a target, writing nothing, where :class:`StoreWriter` would: something that
+    is not a genflow store, or a complete store without ``overwrite``."""
+    location = Location.parse(url)
+    options = dict(storage_options or {})
+    filesystem(location.path, options)  # a missing fsspec backend fails here
+    if location.kind != "zip" or _exists(location.path, options):
+        _refuse_unless_replaceable(url, _inspect(url, options), overwrite)
+
+
 @attrs.frozen(kw_only=True)
 class _Existing:
     """What is at a target: ``none`` (nothing or an empty directory), ``foreign`` (not a genflow

@@ -25,7 +25,7 @@ import pathlib
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import attrs
 import torch
@@ -85,21 +85,21 @@ def _conv(c_in: int, c_out: int) -> list[nn.Module]:
     return [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()]
 
 
-class ShapesClassifier(nn.Module):
-    """Conv-BN-ReLU stages with max-pooling, global average pooling, a 128-unit ReLU embedding
-    (the features) and a linear class head. Takes pixels in [-1, 1], ``(N, 3, H, W)``, any size."""
+class ConvClassifier(nn.Module):
+    """Conv-BN-ReLU stages (``width``, ``2 width``, ``4 width``, ``4 width`` channels) with a
+    max-pooling after each of the first ``pools``, global average pooling, a ``features``-unit ReLU
+    embedding (the features) and a linear class head. Takes pixels in [-1, 1], ``(N, channels, H, W)``."""
 
-    def __init__(self, config: ClassifierConfig) -> None:
+    def __init__(self, *, channels: int, num_classes: int, width: int, features: int, pools: int = 3) -> None:
         super().__init__()
-        c = config.width
-        self.body = nn.Sequential(
-            *_conv(3, c), nn.MaxPool2d(2),
-            *_conv(c, 2 * c), nn.MaxPool2d(2),
-            *_conv(2 * c, 4 * c), nn.MaxPool2d(2),
-            *_conv(4 * c, 4 * c), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-        )
-        self.embed = nn.Sequential(nn.Linear(4 * c, config.features), nn.ReLU())
-        self.head = nn.Linear(config.features, config.num_classes)
+        c = width
+        stages = [(channels, c), (c, 2 * c), (2 * c, 4 * c)]
+        layers: list[nn.Module] = []
+        for i, (c_in, c_out) in enumerate(stages):
+            layers += [*_conv(c_in, c_out), *([nn.MaxPool2d(2)] if i < pools else [])]
+        self.body = nn.Sequential(*layers, *_conv(4 * c, 4 * c), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.embed = nn.Sequential(nn.Linear(4 * c, features), nn.ReLU())
+        self.head = nn.Linear(features, num_classes)
 
     def features(self, x: Tensor) -> Tensor:
         """``(N, features)``: the penultimate layer."""
@@ -108,6 +108,18 @@ class ShapesClassifier(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """Class logits ``(N, num_classes)``."""
         return self.head(self.features(x))
+
+
+def pools_for(size: int) -> int:
+    """Max-poolings for images whose shorter side is ``size``: at most 3, leaving at least 2 pixels."""
+    return max(0, min(3, size.bit_length() - 2))
+
+
+class ShapesClassifier(ConvClassifier):
+    """The shapes classifier: RGB input, three poolings, ``config.num_classes`` classes (any size)."""
+
+    def __init__(self, config: ClassifierConfig) -> None:
+        super().__init__(channels=3, num_classes=config.num_classes, width=config.width, features=config.features)
 
 
 @attrs.frozen(kw_only=True)
@@ -166,7 +178,17 @@ def accuracy(model: ShapesClassifier, images: Tensor, labels: Tensor, batch_size
     return float((predictions == labels).double().mean())
 
 
-def augment(images: Tensor, config: ClassifierConfig, generator: torch.Generator) -> Tensor:
+class Corruption(Protocol):
+    """What :func:`augment` reads of a config: noise std and blur std bounds."""
+
+    @property
+    def noise(self) -> float: ...
+
+    @property
+    def blur(self) -> float: ...
+
+
+def augment(images: Tensor, config: Corruption, generator: torch.Generator) -> Tensor:
     """Random blur on half the batch, then per-image noise (see ``ClassifierConfig``)."""
     n = images.shape[0]
     if config.blur > 0:

@@ -121,6 +121,23 @@ def _evaluate_one(run_dir: pathlib.Path, label: str, run: LoadedRun, context: Ev
                             provenance={name: p for name, p in provenance.items() if p})
 
 
+def _classifier_lines(records: list[report.RunRecord]) -> list[str]:
+    """One line per classifier the metrics used: its file, held-out accuracy and real images."""
+    users: dict[str, tuple[list[str], dict]] = {}
+    for record in records:
+        for name, provenance in record.provenance.items():
+            if "classifier" in provenance and "held_out_accuracy" in provenance:
+                names, _ = users.setdefault(str(provenance["classifier"]), ([], provenance))
+                names.extend([name] if name not in names else [])
+    lines = []
+    for path, (names, provenance) in users.items():
+        where = f" on {provenance['accuracy_on']}" if "accuracy_on" in provenance else ""
+        reference = f"; real images: {provenance['reference']}" if "reference" in provenance else ""
+        lines.append(f"classifier of {', '.join(names)} ({path}): held-out accuracy "
+                     f"{provenance['held_out_accuracy']:.4f}{where}{reference}")
+    return lines
+
+
 def _write_outputs(records: list[report.RunRecord], chosen: select.MetricSet, settings: SweepSettings,
                    out: pathlib.Path) -> None:
     document = report.record_json(records, chosen.metrics, chosen.configs, settings)
@@ -135,4 +152,6 @@ def _write_outputs(records: list[report.RunRecord], chosen: select.MetricSet, se
               f"weights {record.run.source}; {settings.num} samples, seed {settings.seed}, "
               f"guidance {settings.guidance:g})")
         print(report.table(record, chosen.metrics))
+    for line in _classifier_lines(records):
+        print(line)
     print(f"genflow: wrote {out / 'eval.json'}, {len(chosen.metrics)} plots and sample grids to {out}")

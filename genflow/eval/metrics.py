@@ -5,6 +5,7 @@ from __future__ import annotations
 from genflow.eval import metrics_external as external
 from genflow.eval import metrics_prompts as prompts
 from genflow.eval import metrics_shapes as shapes
+from genflow.eval import metrics_store as store
 from genflow.eval import metrics_toy as toy
 from genflow.registry import Component
 
@@ -39,6 +40,17 @@ def components() -> list[Component]:
         _attribute("class"),
         _attribute("shape"),
         _attribute("colour"),
+        Component(name="fd_store", config=store.StoreFeatureConfig,
+                  build=lambda config, **_: store.FrechetStore(config),
+                  description="labelled image stores: Frechet distance in the features of a classifier "
+                              "trained on the store's own labels"),
+        Component(name="class_accuracy_store", config=store.StoreAccuracyConfig,
+                  build=lambda config, **_: store.ClassAccuracyStore(config),
+                  description="labelled image stores: fraction of class-conditioned samples the store's "
+                              "classifier assigns the asked class"),
+        Component(name="sw_pixels", config=store.PixelDistanceConfig,
+                  build=lambda config, **_: store.SlicedWassersteinPixels(config),
+                  description="image stores: sliced Wasserstein distance to real images in pixel space"),
         Component(name="fid_inception", config=external.ExternalFeatureConfig,
                   build=lambda config, **_: external.InceptionFID(config),
                   description="images: Inception FID from user-given weights (never downloaded)"),
