@@ -77,7 +77,7 @@ CASES: list[tuple[str, list[str], str]] = [
     ("unknown preset", ["config", "--config", "nosuchpreset"], "neither a file nor a preset; presets:"),
     ("unknown section", ["config", "nosuch.key=1"], "unknown config section 'nosuch'"),
     ("override without =", ["config", "train.steps"], "must look like section.key=value"),
-    ("override through a value", ["config", "train.steps.x=1"], "train.steps: expected an integer"),
+    ("override through a value", ["config", "train.steps.x=1"], "train.steps is not a table"),
     ("ratios above one", ["config", "--objective", "tim", "objective.diffusion_ratio=0.95"], "diffusion_ratio"),
     ("negative std", ["config", "--objective", "tim", "objective.p_std=-1"], "p_std"),
     ("name not a string", ["config", "objective.name=3"], "objective.name: expected a string, got 3"),
