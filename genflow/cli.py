@@ -139,11 +139,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     config = resolve_tokenizer(config, manager)  # captioned data: record (or train) the tokenizer
     trainer = Trainer(config, manager, run_dir, resume=args.resume, progress=not args.no_progress)
-    step = trainer.run()
+    trainer.run()
     # 128 + N: the shell's convention for "ended by signal N"
-    code = 128 + trainer.stopped_by if trainer.stopped_by else 0
-    if not code and trainer.world.is_main:
-        print(f"genflow: trained to step {step}; run folder: {run_dir}")
+    code = 128 + trainer.stopped_by if trainer.stopped_by else 0  # the run printed its summary
     if trainer.world.distributed:
         exit_rank(code)
     shutdown_world()
