@@ -111,12 +111,12 @@ def run_sample(args: argparse.Namespace, manager: PluginManager) -> int:
     seed = defaults.seed if args.seed is None else args.seed
     guidance = defaults.guidance if args.guidance is None else args.guidance
     prompts = read_prompts(args)
+    out = pathlib.Path(args.out) if args.out else run_dir / "samples"
+    check_output_dir(out, "--out")  # before the sampling: a bad --out fails at once
     if prompts or spec.text:
-        return _sample_prompts(args, run, prompts, steps, seed, guidance, device)
+        return _sample_prompts(args, run, prompts, steps, seed, guidance, device, out)
     cond = sample_conditions(spec, num, device, args.class_label)
     samples = draw(run, steps, num, seed, guidance, device, cond, progress=not args.no_progress)
-    out = pathlib.Path(args.out) if args.out else run_dir / "samples"
-    check_output_dir(out, "--out")
     out.mkdir(parents=True, exist_ok=True)
     reference = None if spec.is_image else run.components.dataset.reference(num, seed=seed + 7).x
     if cond.labels is not None:  # row i of every array was asked for class labels[i]
@@ -136,7 +136,7 @@ def run_sample(args: argparse.Namespace, manager: PluginManager) -> int:
 
 
 def _sample_prompts(args: argparse.Namespace, run: LoadedRun, prompts: list[str], steps: tuple[int, ...], seed: int,
-                    guidance: float, device: torch.device) -> int:
+                    guidance: float, device: torch.device, out: pathlib.Path) -> int:
     """``--num`` samples per prompt (default: 8 per prompt, 8 captions of the data without prompts)."""
     spec = run.components.spec
     if not spec.text:
@@ -152,8 +152,6 @@ def _sample_prompts(args: argparse.Namespace, run: LoadedRun, prompts: list[str]
     captions = [p for p in prompts for _ in range(per_prompt)]
     cond = text_conditions(captions, tokenize, device)
     samples = draw(run, steps, len(captions), seed, guidance, device, cond, progress=not args.no_progress)
-    out = pathlib.Path(args.out) if args.out else pathlib.Path(args.run_dir) / "samples"
-    check_output_dir(out, "--out")
     out.mkdir(parents=True, exist_ok=True)
     (out / "prompts.txt").write_text("".join(c.replace("\n", " ") + "\n" for c in captions), encoding="utf-8")
     for k, x in samples.items():
