@@ -75,11 +75,13 @@ class RunLogger:
 
 
 def progress_text(values: dict[str, float]) -> str:
-    """The progress bar's figure: the unweighted error to the regression target (``mse``, which
-    falls as the model learns) where the objective logs it, else the loss. The weighted loss
-    (``loss``: with adaptive weighting it stays near a constant by design) is in the logs."""
-    if "mse" in values:
-        return f"target mse {values['mse']:.4f}"
+    """The progress bar's figure: the unweighted error to the regression target averaged over the
+    steps since the last row (``mse_mean``, which falls as the model learns; one step's ``mse`` is
+    noisy) where the objective logs it, else the loss. The weighted loss (``loss``: with adaptive
+    weighting it stays near a constant by design) is in the logs."""
+    for key in ("mse_mean", "mse"):
+        if key in values:
+            return f"target mse {values[key]:.4f}"
     return f"loss {values.get('loss', float('nan')):.4f}"
 
 

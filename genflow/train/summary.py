@@ -21,9 +21,9 @@ from genflow.interfaces import Dataset
 from genflow.sample import sample_conditions
 
 #: The metrics of the last row shown in the summary, in this order, when logged.
-SUMMARY_METRICS = ("mse", "cos", "loss", "grad_norm", "lr", "samples_per_s")
+SUMMARY_METRICS = ("mse_mean", "cos", "loss", "grad_norm", "lr", "samples_per_s")
 #: How the summary names a metric where it differs from the logged key.
-LABELS = {"mse": "target mse"}
+LABELS = {"mse_mean": "target mse"}
 
 
 @attrs.frozen(kw_only=True)

@@ -316,6 +316,7 @@ class Trainer:
         skipped_run = worst_skipped_run = torch.zeros((), device=self.world.device)
         started = window_start = time.perf_counter()
         window_steps = 0
+        window_mse = torch.zeros((), device=self.world.device)  # summed on the device, read at log steps
         self.model.train()
         while self.step < self.train.steps:
             batch = to_device(next(batches), self.world.device)
@@ -324,6 +325,8 @@ class Trainer:
             logs = self.train_step(batch, generator)
             self.step += 1
             window_steps += 1
+            if "mse" in logs:
+                window_mse = window_mse + logs["mse"]
             self.logger.advance()
             # counted on the device; read where the host waits anyway (logging, checkpoints, the end)
             skipped_run = (skipped_run + logs["skipped"]) * logs["skipped"]
@@ -333,8 +336,8 @@ class Trainer:
             if log_now or checkpoint_now:
                 self._check_skipped(int(worst_skipped_run.item()))
             if log_now:
-                self._log_row(logs, time.perf_counter() - window_start, window_steps, flops_per_sample)
-                window_start, window_steps = time.perf_counter(), 0
+                self._log_row(logs, time.perf_counter() - window_start, window_steps, flops_per_sample, window_mse)
+                window_start, window_steps, window_mse = time.perf_counter(), 0, torch.zeros_like(window_mse)
             if self.train.sample_every and self.step % self.train.sample_every == 0 and self.step < self.train.steps:
                 self._log_sample_grids()  # the final step's grids: ``_finish``
             if checkpoint_now:
@@ -342,23 +345,28 @@ class Trainer:
             if self.step < self.train.steps and self._control_step():
                 if signum := stop.agreed(self.world):
                     if window_steps:  # a metrics row at the last step
-                        self._log_row(logs, time.perf_counter() - window_start, window_steps, flops_per_sample)
+                        self._log_row(logs, time.perf_counter() - window_start, window_steps, flops_per_sample,
+                                      window_mse)
                     return self._stop_early(signum)
                 if self._out_of_time(started):
                     self.logger.message(f"genflow: train.max_minutes = {self.train.max_minutes:g} ran out at step "
                                         f"{self.step} of {self.train.steps}; finishing early")
                     if window_steps:
-                        self._log_row(logs, time.perf_counter() - window_start, window_steps, flops_per_sample)
+                        self._log_row(logs, time.perf_counter() - window_start, window_steps, flops_per_sample,
+                                      window_mse)
                     self._out_of_time_at = self.step
                     break
         self._finish()
         return self.step
 
     def _log_row(self, logs: dict[str, torch.Tensor], elapsed: float, window_steps: int,
-                 flops_per_sample: float) -> None:
+                 flops_per_sample: float, window_mse: torch.Tensor) -> None:
         """One metrics row at ``self.step`` (``metrics.jsonl``, tensorboard, the progress bar, the
-        ``genflow_train_step_end`` hook) from the step's ``logs``; every metric: docs/metrics.md."""
+        ``genflow_train_step_end`` hook) from the step's ``logs`` and the sum of ``mse`` over the
+        ``window_steps`` steps since the last row; every metric: docs/metrics.md."""
         scalars = {k: float(v) for k, v in logs.items()}
+        if "mse" in logs:
+            scalars["mse_mean"] = float(window_mse) / window_steps
         scalars["lr"] = float(self.scheduler.get_last_lr()[0])
         scalars["samples_per_s"] = window_steps * self.train.batch_size / max(elapsed, 1e-9)
         if flops_per_sample:  # model FLOPs: 3x the forward (forward + backward), per sample

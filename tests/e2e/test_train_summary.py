@@ -28,12 +28,24 @@ def test_summary_of_a_finished_run(capsys, tmp_path):
     assert lines[0].startswith("genflow: trained 7 of 7 steps in ")
     rows = read_metrics(run)
     assert [r["step"] for r in rows] == [5, 7]  # a row at the final step
-    assert f"final metrics (step 7): target mse {rows[-1]['mse']:.4g}, loss {rows[-1]['loss']:.4g}" in out
+    assert f"final metrics (step 7): target mse {rows[-1]['mse_mean']:.4g}, loss {rows[-1]['loss']:.4g}" in out
     assert f"tensorboard --logdir {run / 'tensorboard'}" in out and str(run / "checkpoints") in out
     assert f"genflow sample {run} --steps 1,2" in out and f"genflow eval {run} --steps 1,2" in out  # sample.steps
     assert "stopped early" not in out and "class accuracy" not in out  # toy2d: no classes to check
     summary = json.loads((run / "summary.json").read_text())
     assert summary["step"] == 7 and summary["stop"] == "done" and summary["metrics"]["mse"] == rows[-1]["mse"]
+
+
+def test_the_row_averages_the_target_error_over_its_window(capsys, tmp_path):
+    every, sparse = tmp_path / "every", tmp_path / "sparse"
+    train(capsys, "--config", "debug", "--run-dir", str(every), "train.steps=6", "train.log_every=1")
+    train(capsys, "--config", "debug", "--run-dir", str(sparse), "train.steps=6", "train.log_every=4")
+    per_step = {r["step"]: r["mse"] for r in read_metrics(every)}
+    rows = {r["step"]: r for r in read_metrics(sparse)}
+    assert set(rows) == {4, 6}
+    assert rows[4]["mse_mean"] == pytest.approx(sum(per_step[s] for s in (1, 2, 3, 4)) / 4, rel=1e-5)
+    assert rows[6]["mse_mean"] == pytest.approx((per_step[5] + per_step[6]) / 2, rel=1e-5)
+    assert rows[6]["mse"] == per_step[6]
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -72,5 +84,6 @@ def assert_grids_at(run, steps: set[int], tags: set[str]) -> None:
 
 
 def test_progress_bar_shows_the_unweighted_target_error():
+    assert progress_text({"loss": 0.95, "mse": 0.5, "mse_mean": 0.123456}) == "target mse 0.1235"
     assert progress_text({"loss": 0.95, "mse": 0.123456}) == "target mse 0.1235"
     assert progress_text({"loss": 0.5}) == "loss 0.5000"
