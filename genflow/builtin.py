@@ -3,14 +3,32 @@ encoder, everything the core needs to train and test without another plugin."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from genflow.data import autoencoders
-from genflow.data.dataset import ShapesDatasetConfig, StoreConfig, build_shapes, build_store
+from genflow.data.dataset_config import ShapesDatasetConfig, StoreConfig
 from genflow.data.toy2d import Toy2D, Toy2DConfig
 from genflow.eval import metrics
+from genflow.interfaces import Dataset
 from genflow.mlp import MLPBackbone, MLPConfig
 from genflow.paths import LinearPath
 from genflow.plugins import hookimpl
 from genflow.registry import Component
+
+
+def build_shapes(config: ShapesDatasetConfig, **kwargs: Any) -> Dataset:
+    """The ``shapes`` dataset (:func:`genflow.data.dataset.build_shapes`; imported when built: zarr
+    is slow to import and most commands never open a store)."""
+    from genflow.data import dataset
+
+    return dataset.build_shapes(config, **kwargs)
+
+
+def build_store(config: StoreConfig, **kwargs: Any) -> Dataset:
+    """The ``store`` dataset (:func:`genflow.data.dataset.build_store`), imported when built."""
+    from genflow.data import dataset
+
+    return dataset.build_store(config, **kwargs)
 
 
 @hookimpl

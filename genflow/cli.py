@@ -181,11 +181,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     config = resolve_tokenizer(config, manager)  # captioned data: record (or train) the tokenizer
     trainer = Trainer(config, manager, run_dir, resume=args.resume, progress=not args.no_progress)
-    step = trainer.run()
+    trainer.run()
     # 128 + N: the shell's convention for "ended by signal N"
-    code = 128 + trainer.stopped_by if trainer.stopped_by else 0
-    if not code and trainer.world.is_main:
-        print(f"genflow: trained to step {step}; run folder: {run_dir}")
+    code = 128 + trainer.stopped_by if trainer.stopped_by else 0  # the run printed its summary
     if trainer.world.distributed:
         exit_rank(code)
     shutdown_world()
@@ -206,7 +204,7 @@ def _relaunch_with_torchrun(nproc: int) -> int:
 def cmd_config(args: argparse.Namespace) -> int:
     from genflow.config import to_toml
 
-    # Without --config the same base as `genflow train`: this prints what train would run.
+    # the same base as ``genflow train``: what this prints is what train would run
     print(to_toml(_load_config(args, _manager(args), base=DEFAULT_PRESET)), end="")
     return 0
 
@@ -229,7 +227,7 @@ def cmd_model_info(args: argparse.Namespace) -> int:
     from genflow.interfaces import DataSpec
 
     manager = _manager(args)
-    config = _load_config(args, manager, base=DEFAULT_PRESET)
+    config = _load_config(args, manager, base=DEFAULT_PRESET)  # the config ``genflow train`` would run
     if args.shape:
         try:
             shape = tuple(int(s) for s in args.shape.split(","))
@@ -242,10 +240,30 @@ def cmd_model_info(args: argparse.Namespace) -> int:
         spec = build_components(config, manager).spec
     backbone = build_backbone(config, manager, spec, meta=True)
     n_params = sum(p.numel() for p in backbone.parameters())
-    print(f"backbone: {config.backbone.name} {config.backbone.options}")
-    print(f"data: shape {spec.shape}, classes {spec.num_classes}")
-    print(f"parameters: {n_params:,} ({n_params / 1e6:.1f}M)")
+    print(f"backbone: {config.backbone.name}")
+    for key, value in backbone_settings(config.backbone.options).items():
+        print(f"  {key} = {value}")
+    source = "--shape" if args.shape else f"dataset {config.data.name}"
+    print(f"data: {source}, sample shape {spec.shape}, classes {spec.num_classes}")
+    print(f"parameters: {n_params:,} ({n_params / 1e6:.1f}M), {n_params * 4 / 2**20:.1f} MiB in float32")
     return 0
+
+
+def backbone_settings(options: object) -> dict[str, object]:
+    """A backbone config's fields with the values the backbone is built with: where the config
+    has a ``resolve()`` (e.g. ``tim-dit``'s preset with its non-zero overrides), its fields
+    replace the config's placeholders."""
+    import attrs
+
+    if not attrs.has(type(options)):
+        return {"options": options}
+    settings = attrs.asdict(options, recurse=False)  # type: ignore[arg-type]
+    resolve = getattr(options, "resolve", None)
+    if callable(resolve):
+        resolved = resolve()
+        if attrs.has(type(resolved)):
+            settings.update(attrs.asdict(resolved, recurse=False))  # type: ignore[arg-type]
+    return settings
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
@@ -298,7 +316,51 @@ def cmd_derivatives(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------------------
 
 
-def build_parser() -> ArgumentParser:
+#: Commands whose arguments come from modules that import torch: their parsers are filled in only
+#: when the command is the one being run, so ``genflow --help`` and light commands start fast.
+HEAVY_COMMANDS = ("sample", "eval", "tokenizer", "prepare", "new-plugin", "derivatives")
+
+
+def _add_sample_arguments(parser: argparse.ArgumentParser) -> None:
+    from genflow.sampling_cli import add_sample_arguments
+
+    add_sample_arguments(parser)
+
+
+def _add_eval_arguments(parser: argparse.ArgumentParser) -> None:
+    from genflow.eval.cli import add_eval_arguments
+
+    add_eval_arguments(parser)
+
+
+def _add_tokenizer_arguments(parser: argparse.ArgumentParser) -> None:
+    from genflow.text.setup import add_arguments
+
+    add_arguments(parser)
+
+
+def _add_prepare_arguments(parser: argparse.ArgumentParser) -> None:
+    from genflow.data.prepare import add_arguments
+
+    add_arguments(parser)
+
+
+def _add_scaffold_arguments(parser: argparse.ArgumentParser) -> None:
+    from genflow.scaffold import add_arguments
+
+    add_arguments(parser)
+
+
+def _add_derivatives_arguments(parser: argparse.ArgumentParser) -> None:
+    from genflow.derivatives_cli import add_arguments
+
+    _add_config_options(parser)
+    add_arguments(parser)
+
+
+def build_parser(command: str | None = None) -> ArgumentParser:
+    """The ``genflow`` parser. ``command``: the subcommand being run; the arguments of the other
+    ``HEAVY_COMMANDS`` are then left out (their modules import torch). ``None``: every argument."""
     parser = ArgumentParser(prog="genflow", description=__doc__)
     _add_plugin_options(parser, dest="global_plugin_options")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
@@ -313,7 +375,7 @@ def build_parser() -> ArgumentParser:
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.set_defaults(func=cmd_train)
 
-    config = sub.add_parser("config", help="print the resolved config as TOML")
+    config = sub.add_parser("config", help="print the resolved config as TOML (default: the demo preset)")
     _add_plugin_options(config)
     _add_config_options(config)
     config.set_defaults(func=cmd_config)
@@ -322,39 +384,12 @@ def build_parser() -> ArgumentParser:
     _add_plugin_options(plugins)
     plugins.set_defaults(func=cmd_plugins)
 
-    info = sub.add_parser("model-info", help="parameter count of the configured backbone")
+    info = sub.add_parser("model-info", help="the configured backbone's settings and parameter count")
     _add_plugin_options(info)
     _add_config_options(info)
     info.add_argument("--shape", help="sample shape, e.g. 4,32,32 (default: the dataset's)")
     info.add_argument("--classes", type=int, help="number of classes with --shape (default 0)")
     info.set_defaults(func=cmd_model_info)
-
-    from genflow.sampling_cli import add_sample_arguments
-
-    sample = sub.add_parser("sample", help="sample grids and arrays from a run")
-    _add_plugin_options(sample)
-    add_sample_arguments(sample)
-    sample.set_defaults(func=cmd_sample)
-
-    from genflow.eval.cli import add_eval_arguments
-
-    evaluate = sub.add_parser("eval", help="metrics per step count: JSON table, plot, grids")
-    _add_plugin_options(evaluate)
-    add_eval_arguments(evaluate)
-    evaluate.set_defaults(func=cmd_eval)
-
-    from genflow.text.setup import add_arguments as add_tokenizer_arguments
-
-    tokenizer = sub.add_parser("tokenizer", help="train a sentencepiece tokenizer on a store's captions")
-    add_tokenizer_arguments(tokenizer)
-    tokenizer.set_defaults(func=cmd_tokenizer)
-
-    prepare = sub.add_parser("prepare", help="write a zarr latent store from a dataset")
-    _add_plugin_options(prepare)
-    from genflow.data.prepare import add_arguments
-
-    add_arguments(prepare)
-    prepare.set_defaults(func=cmd_prepare)
 
     importer = sub.add_parser("import", help="import weights trained elsewhere into a run folder")
     _add_plugin_options(importer)
@@ -364,21 +399,40 @@ def build_parser() -> ArgumentParser:
     importer.add_argument("--out", required=True, help="the new run folder")
     importer.set_defaults(func=cmd_import)
 
-    from genflow.scaffold import add_arguments as add_scaffold_arguments
-
-    new_plugin = sub.add_parser("new-plugin", help="write a plugin package (objective or derivative) with its tests")
-    _add_plugin_options(new_plugin)
-    add_scaffold_arguments(new_plugin)
-    new_plugin.set_defaults(func=cmd_new_plugin)
-
-    derivatives = sub.add_parser("derivatives", help="every derivative provider's dF/dt error, step cost and memory")
-    _add_plugin_options(derivatives)
-    _add_config_options(derivatives)
-    from genflow.derivatives_cli import add_arguments as add_derivatives_arguments
-
-    add_derivatives_arguments(derivatives)
-    derivatives.set_defaults(func=cmd_derivatives)
+    heavy = (
+        ("sample", "sample grids and arrays from a run", True, _add_sample_arguments, cmd_sample),
+        ("eval", "metrics per step count: JSON table, plot, grids", True, _add_eval_arguments, cmd_eval),
+        ("tokenizer", "train a sentencepiece tokenizer on a store's captions", False, _add_tokenizer_arguments,
+         cmd_tokenizer),
+        ("prepare", "write a zarr latent store from a dataset", True, _add_prepare_arguments, cmd_prepare),
+        ("new-plugin", "write a plugin package (objective or derivative) with its tests", True,
+         _add_scaffold_arguments, cmd_new_plugin),
+        ("derivatives", "every derivative provider's dF/dt error, step cost and memory", True,
+         _add_derivatives_arguments, cmd_derivatives),
+    )
+    for name, help_text, takes_plugins, add_arguments, func in heavy:
+        subparser = sub.add_parser(name, help=help_text)
+        if takes_plugins:
+            _add_plugin_options(subparser)
+        if command is None or command == name:
+            add_arguments(subparser)
+        subparser.set_defaults(func=func)
     return parser
+
+
+def _command_of(argv: Sequence[str]) -> str:
+    """The subcommand named in ``argv`` ("" when none): the first argument that is not a global
+    option (``-p NAME``, ``-p=NAME``, ``-pNAME``, ``-h``)."""
+    args = list(argv)
+    i = 0
+    while i < len(args):
+        if args[i] == "-p":
+            i += 2
+        elif args[i].startswith("-"):
+            i += 1
+        else:
+            return args[i]
+    return ""
 
 
 def _format_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
@@ -396,7 +450,8 @@ _python_format_warning = warnings.formatwarning
 def main(argv: Sequence[str] | None = None) -> int:
     warnings.formatwarning = _format_warning
     try:
-        parser = build_parser()
+        argv = sys.argv[1:] if argv is None else list(argv)
+        parser = build_parser(_command_of(argv))
         args = parser.parse_args(argv)
         if args.command is None:
             parser.print_help()

@@ -45,8 +45,11 @@ def fixed_noise(spec: DataSpec, num: int, seed: int, device: torch.device) -> Te
 @torch.no_grad()
 def generate(backbone: Backbone, sampler: Sampler, spec: DataSpec, *, steps: list[int] | tuple[int, ...],
              num: int, seed: int, device: torch.device, guidance: float = 1.0,
-             cond: Condition | None = None, batch_size: int = 1024) -> dict[int, Tensor]:
-    """``{steps: samples}`` from the same noise and conditions, in chunks of ``batch_size``."""
+             cond: Condition | None = None, batch_size: int = 1024,
+             on_chunk: Callable[[int], None] | None = None) -> dict[int, Tensor]:
+    """``{steps: samples}`` from the same noise and conditions, in chunks of ``batch_size``.
+    ``on_chunk(n)`` is called after each chunk with its samples x steps (for a progress bar: the
+    whole call is ``num * sum(steps)``)."""
     noise = fixed_noise(spec, num, seed, device)
     cond = cond if cond is not None else sample_conditions(spec, num, device)
     was_training = backbone.training
@@ -60,6 +63,8 @@ def generate(backbone: Backbone, sampler: Sampler, spec: DataSpec, *, steps: lis
                 generator = torch.Generator(device).manual_seed(seed + 1 + start)
                 chunks.append(sampler.sample(backbone, noise[rows], cond.index(rows), steps=n_steps,
                                              guidance=guidance, generator=generator))
+                if on_chunk is not None:
+                    on_chunk(n_steps * rows.numel())
             out[n_steps] = torch.cat(chunks)
     finally:
         backbone.train(was_training)

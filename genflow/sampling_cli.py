@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import argparse
 import pathlib
+import sys
 
 import numpy as np
 import torch
 
 from genflow.errors import GenflowError
+from genflow.interfaces import Condition
 from genflow.plugins import PluginManager
 from genflow.runs import LoadedRun, check_output_dir, load_run
 from genflow.sample import generate, sample_conditions, text_conditions
@@ -55,6 +57,20 @@ def add_sample_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prompt", action="append", default=[], metavar="TEXT",
                         help="text-conditioned runs: a prompt (repeatable); --num samples per prompt")
     parser.add_argument("--prompts", metavar="FILE", help="text-conditioned runs: a file of prompts, one per line")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def draw(run: LoadedRun, steps: tuple[int, ...], num: int, seed: int, guidance: float, device: torch.device,
+         cond: Condition, *, progress: bool) -> dict[int, torch.Tensor]:
+    """``{steps: decoded samples}`` on the CPU, with a progress bar over samples x steps (the
+    time left is estimated from the rate so far)."""
+    from tqdm import tqdm
+
+    with tqdm(total=num * sum(steps), unit="sample-step", unit_scale=True, desc="sample", file=sys.stderr,
+              disable=not progress, dynamic_ncols=True, leave=False) as bar:
+        samples = generate(run.backbone, run.components.sampler, run.components.spec, steps=steps, num=num,
+                           seed=seed, device=device, guidance=guidance, cond=cond, on_chunk=bar.update)
+    return {k: run.components.dataset.decode(v).cpu() for k, v in samples.items()}
 
 
 def read_prompts(args: argparse.Namespace) -> list[str]:
@@ -95,14 +111,12 @@ def run_sample(args: argparse.Namespace, manager: PluginManager) -> int:
     seed = defaults.seed if args.seed is None else args.seed
     guidance = defaults.guidance if args.guidance is None else args.guidance
     prompts = read_prompts(args)
-    if prompts or spec.text:
-        return _sample_prompts(args, run, prompts, steps, seed, guidance, device)
-    cond = sample_conditions(spec, num, device, args.class_label)
-    samples = generate(run.backbone, run.components.sampler, spec, steps=steps, num=num, seed=seed,
-                       device=device, guidance=guidance, cond=cond)
-    samples = {k: run.components.dataset.decode(v).cpu() for k, v in samples.items()}
     out = pathlib.Path(args.out) if args.out else run_dir / "samples"
-    check_output_dir(out, "--out")
+    check_output_dir(out, "--out")  # before the sampling: a bad --out fails at once
+    if prompts or spec.text:
+        return _sample_prompts(args, run, prompts, steps, seed, guidance, device, out)
+    cond = sample_conditions(spec, num, device, args.class_label)
+    samples = draw(run, steps, num, seed, guidance, device, cond, progress=not args.no_progress)
     out.mkdir(parents=True, exist_ok=True)
     reference = None if spec.is_image else run.components.dataset.reference(num, seed=seed + 7).x
     if cond.labels is not None:  # row i of every array was asked for class labels[i]
@@ -122,7 +136,7 @@ def run_sample(args: argparse.Namespace, manager: PluginManager) -> int:
 
 
 def _sample_prompts(args: argparse.Namespace, run: LoadedRun, prompts: list[str], steps: tuple[int, ...], seed: int,
-                    guidance: float, device: torch.device) -> int:
+                    guidance: float, device: torch.device, out: pathlib.Path) -> int:
     """``--num`` samples per prompt (default: 8 per prompt, 8 captions of the data without prompts)."""
     spec = run.components.spec
     if not spec.text:
@@ -137,11 +151,7 @@ def _sample_prompts(args: argparse.Namespace, run: LoadedRun, prompts: list[str]
     per_prompt = DEFAULT_PER_PROMPT if args.num is None else args.num
     captions = [p for p in prompts for _ in range(per_prompt)]
     cond = text_conditions(captions, tokenize, device)
-    samples = generate(run.backbone, run.components.sampler, spec, steps=steps, num=len(captions), seed=seed,
-                       device=device, guidance=guidance, cond=cond)
-    samples = {k: run.components.dataset.decode(v).cpu() for k, v in samples.items()}
-    out = pathlib.Path(args.out) if args.out else pathlib.Path(args.run_dir) / "samples"
-    check_output_dir(out, "--out")
+    samples = draw(run, steps, len(captions), seed, guidance, device, cond, progress=not args.no_progress)
     out.mkdir(parents=True, exist_ok=True)
     (out / "prompts.txt").write_text("".join(c.replace("\n", " ") + "\n" for c in captions), encoding="utf-8")
     for k, x in samples.items():

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
 
 import attrs
 import numpy as np
@@ -23,6 +22,7 @@ from filelock import FileLock
 from torch import Tensor
 
 from genflow.data.autoencoders import Autoencoder, Identity, build_builtin
+from genflow.data.dataset_config import ShapesDatasetConfig, StoreConfig
 from genflow.data.pipeline import prepare_store
 from genflow.data.reader import RawBatch, ReadOptions, RowReader, StoreLoader, TextFn, normalization
 from genflow.data.shapes import ShapesConfig
@@ -30,33 +30,6 @@ from genflow.data.sources import ShapesSource, digest
 from genflow.data.store import LatentStore
 from genflow.errors import GenflowError
 from genflow.interfaces import Batch, Dataset, DataSpec
-
-Normalize = Literal["autoencoder", "stats", "none"]
-ConditionKind = Literal["auto", "labels", "text", "none"]
-
-
-@attrs.frozen(kw_only=True)
-class StoreConfig:
-    """``url``: the store (path, memory://, zip::, s3://, ...); ``condition``: what batches carry;
-    ``normalize``: model space (see ``ReadOptions``); ``flip``: random mirroring when the store has
-    ``latents_flip``; ``window``: chunks shuffled together; ``num_workers``: DataLoader workers."""
-
-    url: str = ""
-    condition: ConditionKind = "auto"
-    normalize: Normalize = "autoencoder"
-    flip: bool = False
-    window: int = 4
-    num_workers: int = 0
-
-
-@attrs.frozen(kw_only=True)
-class ShapesDatasetConfig(ShapesConfig):
-    """The ``shapes`` generator's fields plus the reading fields of ``StoreConfig``."""
-
-    condition: ConditionKind = "auto"
-    normalize: Normalize = "autoencoder"
-    window: int = 4
-    num_workers: int = 0
 
 
 def read_options(config: StoreConfig | ShapesDatasetConfig) -> ReadOptions:

@@ -14,12 +14,13 @@ from __future__ import annotations
 import argparse
 import pathlib
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 
 from genflow.errors import GenflowError
 from genflow.eval import plot, report, select
-from genflow.eval.sweep import SamplesHook, SweepSettings, context_for, evaluate
+from genflow.eval.sweep import SamplesHook, SweepSettings, context_for, evaluate, progress_bar
 from genflow.interfaces import EvalContext
 from genflow.plugins import PluginManager
 from genflow.runs import LoadedRun, check_output_dir, load_run
@@ -103,19 +104,20 @@ def run_eval(args: argparse.Namespace, manager: PluginManager) -> int:
     contexts = [context_for(run, settings) for run in runs]
     for run, context in zip(runs, contexts, strict=True):
         select.check_applicable(chosen, context, run.config.data.name)
-    records = [_evaluate_one(run_dir, label, run, context, chosen, settings, out, args)
-               for run_dir, label, run, context in zip(run_dirs, _labels(run_dirs), runs, contexts, strict=True)]
+    with progress_bar(settings, len(runs), progress=not args.no_progress) as bar:  # one estimate for all runs
+        records = [_evaluate_one(run_dir, label, run, context, chosen, settings, out, args, bar)
+                   for run_dir, label, run, context in zip(run_dirs, _labels(run_dirs), runs, contexts, strict=True)]
     _write_outputs(records, chosen, settings, out)
     return 0
 
 
 def _evaluate_one(run_dir: pathlib.Path, label: str, run: LoadedRun, context: EvalContext, chosen: select.MetricSet,
-                  settings: SweepSettings, out: pathlib.Path, args: argparse.Namespace) -> report.RunRecord:
+                  settings: SweepSettings, out: pathlib.Path, args: argparse.Namespace, bar: Any) -> report.RunRecord:
     """Sweep one run, writing its grids into ``out`` (``out/<label>`` when comparing runs)."""
     folder = out if not args.compare else out / label
     title = f"{label}: {run.config.objective.name} / {run.config.sampler.name}, weights {run.source}"
-    results = evaluate(run, chosen.metrics, settings, context=context, progress=not args.no_progress,
-                       on_samples=_grid_writer(run, folder, settings, title), label=label)
+    results = evaluate(run, chosen.metrics, settings, context=context, bar=bar,
+                       on_samples=_grid_writer(run, folder, settings, title), label=label if args.compare else "")
     provenance = {name: metric.provenance(context) for name, metric in chosen.metrics.items()}
     return report.RunRecord(label=label, run_dir=run_dir, checkpoint=args.checkpoint, run=run, results=results,
                             provenance={name: p for name, p in provenance.items() if p})

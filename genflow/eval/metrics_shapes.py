@@ -18,7 +18,6 @@ import torch
 from torch import Tensor
 
 from genflow.build import cache_dir
-from genflow.data.dataset import StoreDataset
 from genflow.data.shapes import ShapesConfig
 from genflow.errors import GenflowError
 from genflow.eval import classifier as clf
@@ -31,6 +30,8 @@ REFERENCE_SEED_OFFSET = 7  # real images never share the noise seed
 
 def shapes_config_of(dataset: Dataset) -> ShapesConfig | None:
     """The generator config of a dataset read from a ``shapes`` store, else None."""
+    from genflow.data.dataset import StoreDataset  # here: zarr is slow to import (every command's start)
+
     if not isinstance(dataset, StoreDataset) or dataset.store.meta.sample_kind != "image":
         return None
     source = dataset.store.meta.source

@@ -53,11 +53,12 @@ def decode(run: LoadedRun, x: Tensor, batch_size: int = 256) -> Tensor:
     return torch.cat([dataset.decode(x[i:i + batch_size]).cpu() for i in range(0, x.shape[0], batch_size)])
 
 
-def sample_step_count(run: LoadedRun, settings: SweepSettings, steps: int, cond: Condition) -> Tensor:
+def sample_step_count(run: LoadedRun, settings: SweepSettings, steps: int, cond: Condition,
+                      on_chunk: Callable[[int], None] | None = None) -> Tensor:
     """``num`` samples with ``steps`` steps, from the fixed noise of ``settings.seed``."""
     samples = generate(run.backbone, run.components.sampler, run.components.spec, steps=[steps], num=settings.num,
                        seed=settings.seed, device=settings.device, guidance=settings.guidance, cond=cond,
-                       batch_size=settings.batch_size)
+                       batch_size=settings.batch_size, on_chunk=on_chunk)
     return samples[steps]
 
 
@@ -80,10 +81,33 @@ def _finite(value: float) -> float:
 
 def evaluate(run: LoadedRun, metrics: Mapping[str, Metric], settings: SweepSettings, *,
              context: EvalContext | None = None, on_samples: SamplesHook | None = None,
-             progress: bool = True, label: str = "") -> list[StepResult]:
+             progress: bool = True, label: str = "", bar: tqdm | None = None) -> list[StepResult]:
     """Score ``run`` at every step count of ``settings``; the noise and conditions are the same for
-    every step count (``genflow.sample.fixed_noise``). ``on_samples(steps, decoded)`` sees each set."""
+    every step count (``genflow.sample.fixed_noise``). ``on_samples(steps, decoded)`` sees each set.
+
+    Progress: ``bar`` (shared by several runs, see :func:`progress_bar`) advances by samples x steps
+    as they are drawn; without one, a bar of this run's own (unless ``progress`` is False)."""
+    own_bar = bar is None
+    bar = bar if bar is not None else progress_bar(settings, 1, progress=progress, label=label)
+    try:
+        return _evaluate(run, metrics, settings, context, on_samples, bar, label)
+    finally:
+        if own_bar:
+            bar.close()
+
+
+def progress_bar(settings: SweepSettings, runs: int, *, progress: bool, label: str = "") -> tqdm:
+    """A bar over the sampling work of ``runs`` sweeps (``num * sum(steps)`` samples x steps each):
+    the time left is estimated from the rate so far."""
+    return tqdm(total=runs * settings.num * sum(settings.steps), unit="sample-step", unit_scale=True,
+                desc=f"eval {label}".strip(), file=sys.stderr, disable=not progress, dynamic_ncols=True)
+
+
+def _evaluate(run: LoadedRun, metrics: Mapping[str, Metric], settings: SweepSettings, context: EvalContext | None,
+              on_samples: SamplesHook | None, bar: tqdm, label: str) -> list[StepResult]:
     context = context or context_for(run, settings)
+    prefix = f"{label}: " if label else ""
+    bar.set_postfix_str(f"{prefix}preparing the metrics")
     for metric in metrics.values():  # weights, classifiers, reference statistics: before sampling
         metric.prepare(context)
     spec = run.components.spec
@@ -95,18 +119,15 @@ def evaluate(run: LoadedRun, metrics: Mapping[str, Metric], settings: SweepSetti
     else:
         cond = sample_conditions(spec, settings.num, settings.device)
     results = []
-    bar = tqdm(total=sum(settings.steps), unit="step", desc=f"eval {label}".strip(), file=sys.stderr,
-               disable=not progress, dynamic_ncols=True)
-    with bar:
-        for steps in settings.steps:
-            bar.set_postfix_str(f"sampling with {steps} step{'s' if steps != 1 else ''}")
-            start = time.perf_counter()
-            decoded = decode(run, sample_step_count(run, settings, steps, cond))
-            seconds = time.perf_counter() - start
-            batch = EvalSamples(samples=decoded, noise=noise, cond=cond.to("cpu"), steps=steps, captions=captions)
-            values = {name: _finite(metric(batch, context)) for name, metric in metrics.items()}
-            results.append(StepResult(steps=steps, values=values, seconds=seconds))
-            if on_samples is not None:
-                on_samples(steps, decoded)
-            bar.update(steps)
+    for steps in settings.steps:
+        bar.set_postfix_str(f"{prefix}sampling with {steps} step{'s' if steps != 1 else ''}")
+        start = time.perf_counter()
+        decoded = decode(run, sample_step_count(run, settings, steps, cond, on_chunk=bar.update))
+        seconds = time.perf_counter() - start
+        bar.set_postfix_str(f"{prefix}metrics at {steps} step{'s' if steps != 1 else ''}")
+        batch = EvalSamples(samples=decoded, noise=noise, cond=cond.to("cpu"), steps=steps, captions=captions)
+        values = {name: _finite(metric(batch, context)) for name, metric in metrics.items()}
+        results.append(StepResult(steps=steps, values=values, seconds=seconds))
+        if on_samples is not None:
+            on_samples(steps, decoded)
     return results

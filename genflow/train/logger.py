@@ -1,4 +1,7 @@
-"""Run logging on rank 0: tensorboard scalars and images, ``metrics.jsonl``, a progress bar."""
+"""Run logging on rank 0: tensorboard scalars and images, ``metrics.jsonl``, a progress bar.
+
+Every logged metric is listed and explained in docs/metrics.md.
+"""
 
 from __future__ import annotations
 
@@ -38,7 +41,13 @@ class RunLogger:
         with self.metrics_path.open("a") as f:
             f.write(json.dumps({"step": step, **values}) + "\n")
         if self.bar is not None:
-            self.bar.set_postfix(loss=f"{values.get('loss', float('nan')):.4f}", refresh=False)
+            self.bar.set_postfix_str(progress_text(values), refresh=False)
+
+    def scalars_to_tensorboard(self, step: int, values: dict[str, float]) -> None:
+        """Scalars for tensorboard only (not a ``metrics.jsonl`` row: that holds one row per step)."""
+        if self.enabled and self.writer is not None:
+            for key, value in values.items():
+                self.writer.add_scalar(key, value, step)
 
     def image(self, tag: str, step: int, image: np.ndarray) -> None:
         """``image``: ``(H, W, 3)`` uint8."""
@@ -53,11 +62,27 @@ class RunLogger:
         if self.enabled:
             (tqdm.write if self.bar is not None else print)(text, file=sys.stderr)
 
-    def close(self) -> None:
+    def close_progress(self) -> None:
+        """End the progress bar (training is over; logging goes on)."""
         if self.bar is not None:
             self.bar.close()
+            self.bar = None
+
+    def close(self) -> None:
+        self.close_progress()
         if self.writer is not None:
             self.writer.close()
+
+
+def progress_text(values: dict[str, float]) -> str:
+    """The progress bar's figure: the unweighted error to the regression target averaged over the
+    steps since the last row (``mse_mean``, which falls as the model learns; one step's ``mse`` is
+    noisy) where the objective logs it, else the loss. The weighted loss (``loss``: with adaptive
+    weighting it stays near a constant by design) is in the logs."""
+    for key in ("mse_mean", "mse"):
+        if key in values:
+            return f"target mse {values[key]:.4f}"
+    return f"loss {values.get('loss', float('nan')):.4f}"
 
 
 def read_metrics(run_dir: pathlib.Path) -> list[dict[str, Any]]:

@@ -14,6 +14,7 @@ import pathlib
 import time
 from typing import Any
 
+import attrs
 import torch
 from torch.distributed.checkpoint.state_dict import (
     StateDictOptions,
@@ -39,6 +40,7 @@ from genflow.train.ema import EMA
 from genflow.train.logger import RunLogger
 from genflow.train.schedule import lr_lambda
 from genflow.train.signals import StopRequest
+from genflow.train.summary import TrainSummary, class_accuracy, format_summary, write_summary
 from genflow.visualize import plot_samples
 
 RESOLVED_CONFIG = "config.toml"
@@ -160,6 +162,9 @@ class Trainer:
         )
         self.step = 0
         self.stopped_by = 0
+        self.summary: TrainSummary | None = None  # set at the end of ``run()``
+        self._last_row: dict[str, float] = {}  # the last metrics row, with its "step"
+        self._out_of_time_at = 0  # the step train.max_minutes ran out at, else 0
         if resume:
             self._resume()
         self.logger = RunLogger(run_dir, enabled=self.world.is_main, total_steps=self.train.steps,
@@ -312,9 +317,14 @@ class Trainer:
     def run(self) -> int:
         """Train until ``train.steps`` (or a SIGTERM / SIGINT: checkpoint, then stop); returns the
         final step. ``self.stopped_by`` is the signal number that stopped the run early, else 0."""
+        started = time.perf_counter()
         with StopRequest() as stop:
             step = self._run(stop)
         barrier(self.world)  # every rank past its last collective before any leaves (cli.cmd_train)
+        if self.world.is_main and self.summary is not None:
+            self.summary = attrs.evolve(self.summary, seconds=time.perf_counter() - started)
+            write_summary(self.summary)
+            print("\n".join(format_summary(self.summary)), flush=True)
         return step
 
     def _run(self, stop: StopRequest) -> int:
@@ -330,6 +340,7 @@ class Trainer:
         skipped_run = worst_skipped_run = torch.zeros((), device=self.world.device)
         started = window_start = time.perf_counter()
         window_steps = 0
+        window_mse = torch.zeros((), device=self.world.device)  # summed on the device, read at log steps
         self.model.train()
         while self.step < self.train.steps:
             batch = to_device(next(batches), self.world.device)
@@ -338,6 +349,8 @@ class Trainer:
             logs = self.train_step(batch, generator)
             self.step += 1
             window_steps += 1
+            if "mse" in logs:
+                window_mse = window_mse + logs["mse"]
             self.logger.advance()
             # counted on the device; read where the host waits anyway (logging, checkpoints, the end)
             skipped_run = (skipped_run + logs["skipped"]) * logs["skipped"]
@@ -347,28 +360,44 @@ class Trainer:
             if log_now or checkpoint_now:
                 self._check_skipped(int(worst_skipped_run.item()))
             if log_now:
-                elapsed = time.perf_counter() - window_start
-                scalars = {k: float(v) for k, v in logs.items()}
-                scalars["lr"] = float(self.scheduler.get_last_lr()[0])
-                scalars["samples_per_s"] = window_steps * self.train.batch_size / max(elapsed, 1e-9)
-                if flops_per_sample:  # model FLOPs: 3x the forward (forward + backward), per sample
-                    scalars["model_tflop_per_s"] = 3 * flops_per_sample * scalars["samples_per_s"] / 1e12
-                self.logger.scalars(self.step, scalars)
-                self.manager.hook.genflow_train_step_end(step=self.step, logs=scalars)
-                window_start, window_steps = time.perf_counter(), 0
-            if self.train.sample_every and self.step % self.train.sample_every == 0:
-                self._log_sample_grids()
+                self._log_row(logs, time.perf_counter() - window_start, window_steps, flops_per_sample, window_mse)
+                window_start, window_steps, window_mse = time.perf_counter(), 0, torch.zeros_like(window_mse)
+            if self.train.sample_every and self.step % self.train.sample_every == 0 and self.step < self.train.steps:
+                self._log_sample_grids()  # the final step's grids: ``_finish``
             if checkpoint_now:
                 self.save_checkpoint()
             if self.step < self.train.steps and self._control_step():
                 if signum := stop.agreed(self.world):
+                    if window_steps:  # a metrics row at the last step
+                        self._log_row(logs, time.perf_counter() - window_start, window_steps, flops_per_sample,
+                                      window_mse)
                     return self._stop_early(signum)
                 if self._out_of_time(started):
-                    self.logger.message(f"genflow: train.max_minutes = {self.train.max_minutes} reached at step "
+                    self.logger.message(f"genflow: train.max_minutes = {self.train.max_minutes:g} ran out at step "
                                         f"{self.step} of {self.train.steps}; finishing early")
+                    if window_steps:
+                        self._log_row(logs, time.perf_counter() - window_start, window_steps, flops_per_sample,
+                                      window_mse)
+                    self._out_of_time_at = self.step
                     break
         self._finish()
         return self.step
+
+    def _log_row(self, logs: dict[str, torch.Tensor], elapsed: float, window_steps: int,
+                 flops_per_sample: float, window_mse: torch.Tensor) -> None:
+        """One metrics row at ``self.step`` (``metrics.jsonl``, tensorboard, the progress bar, the
+        ``genflow_train_step_end`` hook) from the step's ``logs`` and the sum of ``mse`` over the
+        ``window_steps`` steps since the last row; every metric: docs/metrics.md."""
+        scalars = {k: float(v) for k, v in logs.items()}
+        if "mse" in logs:
+            scalars["mse_mean"] = float(window_mse) / window_steps
+        scalars["lr"] = float(self.scheduler.get_last_lr()[0])
+        scalars["samples_per_s"] = window_steps * self.train.batch_size / max(elapsed, 1e-9)
+        if flops_per_sample:  # model FLOPs: 3x the forward (forward + backward), per sample
+            scalars["model_tflop_per_s"] = 3 * flops_per_sample * scalars["samples_per_s"] / 1e12
+        self.logger.scalars(self.step, scalars)
+        self.manager.hook.genflow_train_step_end(step=self.step, logs=scalars)
+        self._last_row = {"step": float(self.step), **scalars}
 
     def _control_step(self) -> bool:
         """Whether ranks agree on signals and the time limit after this step: every step in one
@@ -407,9 +436,12 @@ class Trainer:
                             f"Continue with: genflow train --resume --run-dir {self.run_dir}")
         self.logger.close()
         self.stopped_by = signum
+        self.summary = TrainSummary(run_dir=self.run_dir, step=self.step, total_steps=self.train.steps, seconds=0.0,
+                                    stop="signal", metrics=self._last_row, sample_steps=self.config.sample.steps)
         return self.step
 
     def _finish(self) -> None:
+        self.logger.close_progress()  # what follows (samples, the summary) prints below the bar
         latest = checkpoint.latest_checkpoint(self.run_dir)
         if latest is None or latest[0] != self.step:
             self.save_checkpoint()
@@ -420,11 +452,22 @@ class Trainer:
                 # leaving ``applied`` sets back to the raw weights
                 checkpoint.export_weights(weights, cfg.to_toml(self.config), self.run_dir / "model.pt")
             samples = self._samples(self.config.sample.steps)
+        accuracy: dict[int, float] = {}
         if self.world.is_main:
             reference = self.components.dataset.reference(2000, seed=1).x if not self.components.spec.is_image \
                 else None
             plot_samples(samples, self.run_dir / "samples.png", reference=reference,
                          title=f"{self.config.objective.name} (EMA), step {self.step}")
+            self._log_grids(samples)
+            if not self.components.spec.text:
+                accuracy = class_accuracy(self.components.dataset, samples, self.world.device)
+                self.logger.scalars_to_tensorboard(
+                    self.step, {f"eval/class_accuracy_{n}_steps": a for n, a in accuracy.items()})
+        self.summary = TrainSummary(
+            run_dir=self.run_dir, step=self.step, total_steps=self.train.steps, seconds=0.0,
+            stop="time" if self._out_of_time_at else "done", max_minutes=self.train.max_minutes,
+            metrics=self._last_row, class_accuracy=accuracy, num_samples=self.config.sample.num,
+            sample_steps=self.config.sample.steps)
         self.manager.hook.genflow_train_end(step=self.step, run_dir=self.run_dir)
         self.logger.close()
 
@@ -441,9 +484,16 @@ class Trainer:
     def _log_sample_grids(self) -> None:
         if not self.components.spec.is_image:
             return
+        with self.ema.applied():
+            samples = self._samples(self.config.sample.steps)
+        self._log_grids(samples)
+
+    def _log_grids(self, samples: dict[int, torch.Tensor]) -> None:
+        """Tensorboard images ``samples/<n>_steps`` at the run's step: one grid per step count of
+        ``sample.steps`` (EMA weights, the same noise and classes at every step)."""
+        if not self.components.spec.is_image or not self.world.is_main:
+            return
         from genflow.visualize import image_grid
 
-        with self.ema.applied():
-            samples = self._samples((1, 4, 16))
         for steps, x in samples.items():
             self.logger.image(f"samples/{steps}_steps", self.step, image_grid(x))

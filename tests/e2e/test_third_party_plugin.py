@@ -136,7 +136,7 @@ def test_train_meanflow_on_toy2d(meanflow_venv, tmp_path, derivative):
     run = tmp_path / "run"
     out = _ok(meanflow_venv.genflow("train", "--config", "debug", "--objective", "meanflow", "--derivative", derivative,
                                     "--run-dir", str(run), "--no-progress", "train.steps=6", cwd=tmp_path))
-    assert "trained to step 6" in out
+    assert "genflow: trained 6 of 6 steps" in out
     config = (run / "config.toml").read_text()
     for slot, name in [("data", "toy2d"), ("objective", "meanflow"), ("derivative", derivative), ("sampler", "meanflow")]:
         assert f'[{slot}]\nname = "{name}"' in config, config  # the sampler follows the objective's defaults
@@ -273,6 +273,6 @@ def test_the_guide_followed_literally_makes_a_working_plugin(tmp_path):
     assert _component_rows(listing, "objective")["myobjective"] == "myobjective"
     assert _component_rows(listing, "derivative")["myfd"] == "myobjective"
     trained = next(out for command, out in outputs.items() if command.startswith("genflow train"))
-    assert "trained to step 20" in trained
+    assert "genflow: trained 20 of 20 steps" in trained
     tested = next(out for command, out in outputs.items() if "pytest" in command)
     assert " passed" in tested and "skipped" not in tested, textwrap.shorten(tested, 2000)

@@ -10,7 +10,9 @@ import time
 import pytest
 import torch
 
-from tests.unit.train.helpers import checkpoint_steps, env, final_weights, losses, train, train_cmd
+from tests.unit.train.helpers import HANG_S, checkpoint_steps, env, final_weights, losses, train, train_cmd
+
+pytestmark = pytest.mark.slow  # several processes each (torchrun)
 
 LOG_EVERY_STEP = ["train.log_every=1", "train.batch_size=48"]
 
@@ -41,10 +43,8 @@ def test_checkpoint_from_two_ranks_loads_on_other_world_sizes(tmp_path, nproc):
 def _kill_after_checkpoint(run_dir, step: int, *overrides: str) -> None:
     proc = subprocess.Popen(train_cmd(run_dir, *overrides), env=env(), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 240
     while not any(s >= step for s in checkpoint_steps(run_dir)):
         assert proc.poll() is None, "training ended before it could be killed"
-        assert time.monotonic() < deadline
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -65,5 +65,5 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path):
 def test_a_rank_exits_with_its_code_and_its_output_flushed():
     """``exit_rank`` skips the interpreter's teardown (``os._exit``) but not what was printed."""
     script = "from genflow.train.distributed import exit_rank; print('written', end=''); exit_rank(3)"
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=HANG_S)
     assert (proc.returncode, proc.stdout) == (3, "written")

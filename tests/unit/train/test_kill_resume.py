@@ -28,7 +28,9 @@ import torch
 from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
 
 from genflow import safe_load
-from tests.unit.train.helpers import env, final_weights, losses
+from tests.unit.train.helpers import HANG_S, env, final_weights, losses
+
+pytestmark = pytest.mark.slow  # a dozen training processes
 
 KILLS = int(os.environ.get("GENFLOW_KILL_TEST_N", "4"))
 SEED = int(os.environ.get("GENFLOW_KILL_TEST_SEED", "0"))
@@ -129,7 +131,7 @@ def test_random_sigkills_resume_to_the_uninterrupted_result(tmp_path):
         kill = next_kill(k, latest[0] if latest else 0, rng)
         log = tmp_path / f"log{k}"
         proc = launch(run_dir, log, kill, resume=k > 0)
-        _, err = proc.communicate(timeout=300)
+        _, err = proc.communicate(timeout=HANG_S)
         assert proc.returncode == -9, f"kill {k} ({kill}) did not happen: exit {proc.returncode}\n{err[-2000:]}"
         reached = check_resume(read_log(log), latest, f"process {k}")
         assert reached or kill.startswith("timer@0"), f"kill {k} ({kill}) hit before training"
@@ -143,10 +145,10 @@ def test_random_sigkills_resume_to_the_uninterrupted_result(tmp_path):
                       f"latest complete: {latest[0] if latest else None}")
     log = tmp_path / "log-final"
     proc = launch(run_dir, log, resume=True)
-    _, err = proc.communicate(timeout=300)
+    _, err = proc.communicate(timeout=HANG_S)
     assert proc.returncode == 0, err[-3000:]
     assert check_resume(read_log(log), latest, "final resume")
-    _, err = straight.communicate(timeout=300)
+    _, err = straight.communicate(timeout=HANG_S)
     assert straight.returncode == 0, err[-3000:]
 
     reference, resumed = tmp_path / "straight", run_dir
