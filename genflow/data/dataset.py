@@ -22,6 +22,7 @@ import torch
 from filelock import FileLock
 from torch import Tensor
 
+from genflow.config.domains import non_negative, text
 from genflow.data.autoencoders import Autoencoder, Identity, build_builtin
 from genflow.data.pipeline import prepare_store
 from genflow.data.reader import RawBatch, ReadOptions, RowReader, StoreLoader, TextFn, normalization
@@ -41,12 +42,12 @@ class StoreConfig:
     ``normalize``: model space (see ``ReadOptions``); ``flip``: random mirroring when the store has
     ``latents_flip``; ``window``: chunks shuffled together; ``num_workers``: DataLoader workers."""
 
-    url: str = ""
+    url: str = attrs.field(default="", validator=text(empty=True))
     condition: ConditionKind = "auto"
     normalize: Normalize = "autoencoder"
     flip: bool = False
-    window: int = 4
-    num_workers: int = 0
+    window: int = attrs.field(default=4, validator=non_negative())
+    num_workers: int = attrs.field(default=0, validator=non_negative())
 
 
 @attrs.frozen(kw_only=True)
@@ -55,8 +56,8 @@ class ShapesDatasetConfig(ShapesConfig):
 
     condition: ConditionKind = "auto"
     normalize: Normalize = "autoencoder"
-    window: int = 4
-    num_workers: int = 0
+    window: int = attrs.field(default=4, validator=non_negative())
+    num_workers: int = attrs.field(default=0, validator=non_negative())
 
 
 def read_options(config: StoreConfig | ShapesDatasetConfig) -> ReadOptions:

@@ -6,6 +6,7 @@ import attrs
 import torch
 from torch import Tensor
 
+from genflow.config.domains import non_negative
 from genflow.guidance import guidance_active, guided_forward, null_condition
 from genflow.interfaces import Backbone, Condition, DataSpec, Path, Sampler
 from genflow.timesteps import resolution_shift, shift_factor
@@ -13,9 +14,9 @@ from genflow.timesteps import resolution_shift, shift_factor
 
 @attrs.frozen(kw_only=True)
 class ODESamplerConfig:
-    """``base_resolution`` > 0 applies the resolution shift to the time grid (TIM.md section 5)."""
+    """``base_resolution`` > 0 applies the resolution shift to the time grid (arXiv 2509.04394, s4)."""
 
-    base_resolution: int = 0
+    base_resolution: int = attrs.field(default=0, validator=non_negative())
 
 
 def time_grid(steps: int, t_max: float, shift: float, device: torch.device) -> Tensor:

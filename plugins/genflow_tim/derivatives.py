@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from genflow.config.domains import positive
 from genflow.errors import GenflowError
 from genflow.interfaces import Backbone, Derivative, TimeFunction, expand_like
 
@@ -83,7 +84,7 @@ class DdeConfig:
     XL/2; docs/performance.md s2, s4).
     """
 
-    epsilon: float = attrs.field(default=0.005, validator=attrs.validators.gt(0.0))
+    epsilon: float = attrs.field(default=0.005, validator=positive(integer=False))
     precision: Literal["fp32", "model"] = "model"
     batched: bool = True
     stencil: Literal["central", "one-sided"] = "central"

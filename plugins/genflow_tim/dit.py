@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from genflow.config.domains import non_negative
 from genflow.errors import ConfigError
 from genflow.interfaces import Backbone, Condition, DataSpec
 from genflow.nn import TimestepEmbedder
@@ -68,11 +69,11 @@ class DiTConfig:
     """
 
     preset: PresetName = "debug"
-    hidden_size: int = 0
-    depth: int = 0
-    heads: int = 0
-    patch_size: int = 0
-    adaln_rank: int = 0
+    hidden_size: int = attrs.field(default=0, validator=non_negative())
+    depth: int = attrs.field(default=0, validator=non_negative())
+    heads: int = attrs.field(default=0, validator=non_negative())
+    patch_size: int = attrs.field(default=0, validator=non_negative())
+    adaln_rank: int = attrs.field(default=0, validator=non_negative())
     grad_checkpointing: bool = False
     text_pooled: bool = True
 

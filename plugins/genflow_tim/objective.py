@@ -11,6 +11,7 @@ from attrs import validators
 from torch import Tensor
 from torch.autograd import forward_ad as fwAD
 
+from genflow.config.domains import finite, non_negative, positive, unit
 from genflow.guidance import drop_labels, has_condition, null_condition
 from genflow.interfaces import (
     Backbone,
@@ -26,12 +27,13 @@ from genflow.interfaces import (
 )
 from genflow.timesteps import logit_normal, resolution_shift, shift_factor
 from genflow_tim.derivatives import replayed_rng, rng_snapshot
+from genflow_tim.sampler import INTERVAL
 
 Weighting = Literal["tangent", "linear", "odds", "constant"]
 DiffusionTime = Literal["max", "single"]
 WEIGHTINGS = ("tangent", "linear", "odds", "constant")
 
-_unit = validators.and_(validators.ge(0.0), validators.le(1.0))
+_unit = unit()
 
 
 @attrs.frozen(kw_only=True)
@@ -64,24 +66,24 @@ class TimObjectiveConfig:
     the closed ``guidance_target_interval``.
     """
 
-    p_mean: float = -0.4
-    p_std: float = attrs.field(default=1.0, validator=validators.gt(0.0))
+    p_mean: float = attrs.field(default=-0.4, validator=finite())
+    p_std: float = attrs.field(default=1.0, validator=positive(integer=False))
     diffusion_ratio: float = attrs.field(default=0.7, validator=_unit)
     consistency_ratio: float = attrs.field(default=0.1, validator=_unit)
     diffusion_t: DiffusionTime = attrs.field(default="single", validator=validators.in_(("max", "single")))
-    diffusion_p_mean: float = -1.2
+    diffusion_p_mean: float = attrs.field(default=-1.2, validator=finite())
     weighting: Weighting = attrs.field(default="tangent", validator=validators.in_(WEIGHTINGS))
-    sigma_d: float = attrs.field(default=1.0, validator=validators.gt(0.0))
+    sigma_d: float = attrs.field(default=1.0, validator=positive(integer=False))
     adaptive: bool = True
-    adaptive_eps: float = attrs.field(default=1e-5, validator=validators.gt(0.0))
-    adaptive_groups: int = attrs.field(default=8, validator=validators.ge(0))
-    diagonal_groups: int = attrs.field(default=0, validator=validators.ge(0))
+    adaptive_eps: float = attrs.field(default=1e-5, validator=positive(integer=False))
+    adaptive_groups: int = attrs.field(default=8, validator=non_negative())
+    diagonal_groups: int = attrs.field(default=0, validator=non_negative())
     directional: bool = False
     label_dropout: float = attrs.field(default=0.1, validator=_unit)
     guidance_target: bool = False
-    guidance_target_scale: float = 0.75
-    guidance_target_interval: tuple[float, float] = (0.3, 0.8)
-    base_resolution: int = attrs.field(default=0, validator=validators.ge(0))
+    guidance_target_scale: float = attrs.field(default=0.75, validator=finite())
+    guidance_target_interval: tuple[float, float] = attrs.field(default=(0.3, 0.8), validator=INTERVAL)
+    base_resolution: int = attrs.field(default=0, validator=non_negative())
 
     def __attrs_post_init__(self) -> None:
         if self.diffusion_ratio + self.consistency_ratio > 1:
