@@ -88,7 +88,7 @@ def _load_config(args: argparse.Namespace, manager, base: str | None = None):  #
     from genflow import config as cfg
 
     selectors, extra = _selectors(args, manager)
-    return cfg.load(manager, config_file=args.config or base, selectors=selectors,
+    return cfg.load(manager, config_file=args.config if args.config is not None else base, selectors=selectors,
                     overrides=[*extra, *args.overrides])
 
 
