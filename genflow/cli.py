@@ -10,6 +10,7 @@ import time
 import warnings
 from collections.abc import Sequence
 
+from genflow import cli_numbers as numbers
 from genflow.errors import GenflowError
 
 SELECTORS = ("objective", "derivative", "backbone", "sampler", "path")
@@ -245,7 +246,7 @@ def build_parser() -> ArgumentParser:
     train.add_argument("--run-dir", help="run folder (default: runs/<time>-<objective>)")
     train.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its latest checkpoint")
     train.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
-    train.add_argument("--nproc", type=int, default=0, help="run N processes on this machine via torchrun")
+    train.add_argument("--nproc", type=numbers.integer(0, 1024), default=0, help="run N processes on this machine via torchrun")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.set_defaults(func=cmd_train)
 
@@ -262,7 +263,7 @@ def build_parser() -> ArgumentParser:
     _add_plugin_options(info)
     _add_config_options(info)
     info.add_argument("--shape", help="sample shape, e.g. 4,32,32 (default: the dataset's)")
-    info.add_argument("--classes", type=int, help="number of classes with --shape (default 0)")
+    info.add_argument("--classes", type=numbers.count, help="number of classes with --shape (default 0)")
     info.set_defaults(func=cmd_model_info)
 
     from genflow.sampling_cli import add_sample_arguments

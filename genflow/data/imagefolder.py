@@ -21,6 +21,7 @@ import attrs
 import numpy as np
 from PIL import Image, ImageOps
 
+from genflow.config.domains import interval, non_negative, positive, text
 from genflow.data.buckets import bucket_key, bucket_size
 from genflow.data.sources import Source, SourceBucket, SourceChunk
 from genflow.errors import GenflowError
@@ -34,11 +35,11 @@ class ImageFolderConfig:
     ``multiple``: side granularity in pixels (autoencoder downsampling x backbone patch size);
     ``max_aspect``: aspect ratios beyond it are cropped to it (1.0 = square crops)."""
 
-    root: str = ""
-    resolution: int = 256
-    multiple: int = 16
-    max_aspect: float = 2.0
-    seed: int = 0
+    root: str = attrs.field(default="", validator=text(empty=True))
+    resolution: int = attrs.field(default=256, validator=positive())
+    multiple: int = attrs.field(default=16, validator=positive())
+    max_aspect: float = attrs.field(default=2.0, validator=interval(1.0))
+    seed: int = attrs.field(default=0, validator=non_negative())
 
 
 @attrs.frozen(kw_only=True)

@@ -1,6 +1,6 @@
-"""Every config field of every registered component (and of ``train`` / ``sample``) declares its
-domain, so a new key cannot skip the check at the door; values outside it are one ConfigError line
-naming the dotted key."""
+"""Every config field of every registered component (and of ``train``, ``sample`` and the sources of
+``genflow prepare``) declares its domain, so a new key cannot skip the check at the door; values
+outside it are one ConfigError line naming the dotted key."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import pytest
 from genflow.config.convert import structure
 from genflow.config.domains import domain_of, fields_without_domain, self_describing
 from genflow.config.schema import SECTIONS
+from genflow.data.prepare import SOURCES
 from genflow.errors import ConfigError
 from genflow.plugins import PluginManager
 
@@ -19,6 +20,7 @@ _MANAGER = PluginManager()
 CLASSES: dict[str, type] = {f"{kind}:{name}": entry.component.config
                             for kind, table in _MANAGER.components.items() for name, entry in table.items()}
 CLASSES.update({section: cls for section, cls in SECTIONS.items()})
+CLASSES.update({f"prepare:{name}": config for name, (config, _) in SOURCES.items()})
 
 #: Values a config file or override can hold that lie outside most numeric domains.
 PROBES: tuple[object, ...] = (-1, 0, -0.5, 1.5, 10**19, float("inf"), float("nan"), [], [-1], [0.5, 0.2])

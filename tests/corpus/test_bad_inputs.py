@@ -90,7 +90,7 @@ CASES: list[tuple[str, list[str], str]] = [
     ("nproc not a number", ["train", "--nproc", "two"], "argument --nproc: invalid int value: 'two'"),
     ("bad shape", ["model-info", "--shape", "4,x"], "--shape '4,x': expected integers"),
     ("bad step list", ["sample", f"{W}/run", "--steps", "0,-1,abc"], "--steps '0,-1,abc': expected positive integers"),
-    ("zero samples", ["sample", f"{W}/run", "--num", "0"], "--num 0: expected a positive number"),
+    ("zero samples", ["sample", f"{W}/run", "--num", "0"], "argument --num: 0 is outside 1..1000000"),
     ("class of an unconditional run", ["sample", f"{W}/run", "--class", "3"], "this run is unconditional"),
     ("checkpoint step absent", ["sample", f"{W}/run", "--checkpoint", "999"], "has no checkpoint at step 999"),
     # run folders and environment
