@@ -298,6 +298,22 @@ def build_parser() -> ArgumentParser:
     return parser
 
 
+def parse_args(parser: ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """``parser.parse_args`` that also takes ``KEY=VALUE`` overrides after options (argparse takes
+    one run of positionals: ``train a=1 --config debug b=2`` would refuse ``b=2``)."""
+    args, extras = parser.parse_known_args(argv)
+    late = [item for item in extras if "=" in item and not item.startswith("-")]
+    unknown = [item for item in extras if item not in late]
+    if late and hasattr(args, "overrides"):
+        args.overrides = [*args.overrides, *late]
+    else:
+        unknown = extras
+    if unknown:
+        prog = f"{parser.prog} {args.command}" if getattr(args, "command", None) else parser.prog
+        raise GenflowError(f"{prog}: unrecognized arguments: {' '.join(unknown)} (see '{prog} --help')")
+    return args
+
+
 def _format_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
                     line: str | None = None) -> str:
     """genflow's own warnings as one plain line (``genflow: ...``), others as Python prints them."""
@@ -314,7 +330,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.formatwarning = _format_warning
     try:
         parser = build_parser()
-        args = parser.parse_args(argv)
+        args = parse_args(parser, argv)
         if args.command is None:
             parser.print_help()
             return 0
