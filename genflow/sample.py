@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
 
+from genflow.errors import GenflowError
 from genflow.interfaces import Backbone, Condition, Dataset, DataSpec, Sampler
 
 
@@ -46,7 +48,13 @@ def fixed_noise(spec: DataSpec, num: int, seed: int, device: torch.device) -> Te
 def generate(backbone: Backbone, sampler: Sampler, spec: DataSpec, *, steps: list[int] | tuple[int, ...],
              num: int, seed: int, device: torch.device, guidance: float = 1.0,
              cond: Condition | None = None, batch_size: int = 1024) -> dict[int, Tensor]:
-    """``{steps: samples}`` from the same noise and conditions, in chunks of ``batch_size``."""
+    """``{steps: samples}`` from the same noise and conditions, in chunks of ``batch_size``; a
+    non-finite ``guidance``, no step count or a non-positive one is a ``GenflowError``."""
+    if not math.isfinite(guidance):
+        raise GenflowError(f"guidance = {guidance}: expected a finite number (1 = off)")
+    if not steps or any(n < 1 for n in steps) or num < 1 or batch_size < 1:
+        raise GenflowError(f"sampling needs step counts >= 1 (got {list(steps)}), num >= 1 (got {num}) "
+                           f"and batch_size >= 1 (got {batch_size})")
     noise = fixed_noise(spec, num, seed, device)
     cond = cond if cond is not None else sample_conditions(spec, num, device)
     was_training = backbone.training
