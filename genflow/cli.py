@@ -1,4 +1,4 @@
-"""The ``genflow`` command: train, sample, eval, prepare, tokenizer, plugins, config, model-info."""
+"""The ``genflow`` command: train, sample, eval, prepare, check, tokenizer, plugins, config, model-info."""
 
 from __future__ import annotations
 
@@ -224,6 +224,12 @@ def cmd_tokenizer(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    from genflow.check import run
+
+    return run(args, _manager(args))
+
+
 def cmd_prepare(args: argparse.Namespace) -> int:
     from genflow.data.prepare import run
 
@@ -285,6 +291,13 @@ def build_parser() -> ArgumentParser:
     tokenizer = sub.add_parser("tokenizer", help="train a sentencepiece tokenizer on a store's captions")
     add_tokenizer_arguments(tokenizer)
     tokenizer.set_defaults(func=cmd_tokenizer)
+
+    from genflow.check import add_arguments as add_check_arguments
+
+    check = sub.add_parser("check", help="check a latent store or a run folder (reads everything)")
+    _add_plugin_options(check)
+    add_check_arguments(check)
+    check.set_defaults(func=cmd_check)
 
     prepare = sub.add_parser("prepare", help="write a zarr latent store from a dataset")
     _add_plugin_options(prepare)
