@@ -10,10 +10,13 @@ one line and exit 2; a sound PATH prints what was checked and exits 0.
 from __future__ import annotations
 
 import argparse
+import os
 import pathlib
+import sys
 
 import torch
 
+from genflow.config import RunConfig
 from genflow.errors import GenflowError
 from genflow.plugins import PluginManager
 
@@ -68,3 +71,51 @@ def check_run(run_dir: pathlib.Path, manager: PluginManager) -> list[str]:
         lines.append(f"genflow check: {run_dir}/{run.source}: loads, finite")
     lines.append(f"genflow check: run folder '{run_dir}' is sound ({len(steps)} weight file(s))")
     return lines
+
+
+# ------------------------------------------------------------------------------------------------
+# before a training run starts
+# ------------------------------------------------------------------------------------------------
+
+
+def check_writable(run_dir: pathlib.Path, *, resume: bool) -> None:
+    """The run folder (or, when it does not exist yet, the folder it will be created in) and, when
+    resuming, its checkpoints and weights can be written: found before training, not at the first
+    checkpoint. Checked with ``os.access`` (nothing is written)."""
+    existing = next(p for p in (run_dir, *run_dir.parents) if p.exists())
+    targets = [existing]
+    if resume:
+        targets += [p for p in (run_dir / "checkpoints", run_dir / "model.pt", run_dir / "metrics.jsonl",
+                                run_dir / "config.toml") if p.exists()]
+    for path in targets:
+        mode = os.W_OK | (os.X_OK if path.is_dir() else 0)
+        if not os.access(path, mode):
+            what = "folder" if path.is_dir() else "file"
+            raise GenflowError(f"--run-dir '{run_dir}': the {what} '{path}' is not writable; training could not "
+                               "save checkpoints there (change its permissions or choose another --run-dir)")
+
+
+def check_start(config: RunConfig, manager: PluginManager) -> None:
+    """What ``genflow train`` builds before its first step, built without writing: the batch split,
+    the data (a store is opened and checked against its metadata), the other components and the
+    backbone (on the meta device, so any size is cheap)."""
+    from genflow.build import build_backbone, build_components
+
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    parts = world_size * config.train.grad_accumulation
+    if config.train.batch_size % parts:
+        raise GenflowError(f"train.batch_size = {config.train.batch_size} is not divisible by ranks x "
+                           f"train.grad_accumulation = {parts}; use a multiple of {parts}")
+    if config.data.name == "shapes" and not _shapes_cached(config):
+        print("genflow: dry run: the shapes store is prepared on first use; its data is not opened",
+              file=sys.stderr)
+        return
+    components = build_components(config, manager)
+    build_backbone(config, manager, components.spec, meta=True)
+
+
+def _shapes_cached(config: RunConfig) -> bool:
+    from genflow.build import cache_dir
+    from genflow.data.dataset import generator_config, shapes_store_path
+
+    return (shapes_store_path(generator_config(config.data.options), cache_dir()) / "zarr.json").is_file()

@@ -129,9 +129,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     base = str(run_dir / "config.toml") if args.resume and run_dir is not None else DEFAULT_PRESET
     config = _load_config(args, manager, base=base)
     run_dir = run_dir or _default_run_dir(config.objective.name)
-    if args.dry_run:
+    from genflow.check import check_start, check_writable
+
+    check_writable(run_dir, resume=args.resume)
+    if args.dry_run:  # everything a real start checks, nothing written
         from genflow.config import to_toml
 
+        check_start(config, manager)
         print(to_toml(config), end="")
         return 0
     from genflow.text.setup import resolve_tokenizer
@@ -251,7 +255,9 @@ def build_parser() -> ArgumentParser:
     _add_config_options(train)
     train.add_argument("--run-dir", help="run folder (default: runs/<time>-<objective>)")
     train.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its latest checkpoint")
-    train.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    train.add_argument("--dry-run", action="store_true",
+                       help="check what a start checks (config, data store, model, run folder), print the config, "
+                            "write nothing")
     train.add_argument("--nproc", type=numbers.integer(0, 1024), default=0, help="run N processes on this machine via torchrun")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.set_defaults(func=cmd_train)

@@ -56,7 +56,8 @@ class TrainConfig:
     on an H200 (docs/performance.md); worth it for long runs.
     """
 
-    steps: int = attrs.field(default=2000, validator=positive())
+    #: Optimizer steps; 0 writes the run folder and the initial weights only.
+    steps: int = attrs.field(default=2000, validator=non_negative())
     batch_size: int = attrs.field(default=256, validator=positive())
     lr: float = attrs.field(default=1e-3, validator=positive(integer=False))
     weight_decay: float = attrs.field(default=0.0, validator=non_negative(integer=False))
