@@ -383,7 +383,7 @@ class DiT(Backbone):
 
 def _check_arch(arch: Preset, spec: DataSpec) -> None:
     if not spec.is_image:
-        raise ConfigError(f"backbone 'tim-dit' needs image data (C, H, W), got a sample shape {spec.shape}")
+        raise ConfigError(f"backbone 'tim-dit' needs image data (C, H, W), got a sample shape {spec.shape}; for points use --backbone mlp")
     if spec.text and spec.text_dim < 1:
         raise ConfigError("backbone 'tim-dit' with captions needs the text encoder's width (DataSpec.text_dim); "
                           "build it through genflow.build.build_backbone")

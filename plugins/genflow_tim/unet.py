@@ -220,7 +220,7 @@ class UNet(Backbone):
 
 def _check(config: UNetConfig, spec: DataSpec) -> None:
     if not spec.is_image:
-        raise ConfigError(f"backbone 'unet' needs image data (C, H, W), got a sample shape {spec.shape}")
+        raise ConfigError(f"backbone 'unet' needs image data (C, H, W), got a sample shape {spec.shape}; for points use --backbone mlp")
     if spec.text and spec.text_dim < 1:
         raise ConfigError("backbone 'unet' with captions needs the text encoder's width (DataSpec.text_dim); "
                           "build it through genflow.build.build_backbone")
