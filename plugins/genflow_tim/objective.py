@@ -11,7 +11,7 @@ from attrs import validators
 from torch import Tensor
 from torch.autograd import forward_ad as fwAD
 
-from genflow.config.domains import finite, non_negative, positive, unit
+from genflow.config.domains import DomainError, finite, non_negative, positive, unit
 from genflow.guidance import drop_labels, has_condition, null_condition
 from genflow.interfaces import (
     Backbone,
@@ -86,11 +86,10 @@ class TimObjectiveConfig:
     base_resolution: int = attrs.field(default=0, validator=non_negative())
 
     def __attrs_post_init__(self) -> None:
-        if self.diffusion_ratio + self.consistency_ratio > 1:
-            raise ValueError(
-                f"diffusion_ratio + consistency_ratio must be <= 1, got "
-                f"{self.diffusion_ratio} + {self.consistency_ratio}"
-            )
+        if self.diffusion_ratio + self.consistency_ratio > 1:  # the two row groups share one batch
+            raise DomainError("consistency_ratio", self.consistency_ratio,
+                              f"a number <= 1 - diffusion_ratio = {1 - self.diffusion_ratio:g} (the ratios share "
+                              "the batch)")
 
 
 #: The loss settings of the reference implementation (TIM.md s5-s6), as config overrides.

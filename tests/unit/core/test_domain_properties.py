@@ -20,7 +20,7 @@ from genflow.config.load import parse_value
 from genflow.errors import ConfigError
 from tests.contract.test_config_domains import CLASSES
 
-PROPS = settings(max_examples=60, deadline=None)
+PROPS = settings(max_examples=40, deadline=None)
 
 numbers = st.one_of(st.integers(-(2**70), 2**70), st.floats(allow_nan=True, allow_infinity=True))
 values = st.one_of(numbers, st.booleans(), st.text(max_size=8),
