@@ -401,6 +401,9 @@ def check_labels(bucket: Bucket, num_classes: int) -> None:
         raise GenflowError(f"{where} cannot be decoded ({type(exc).__name__}: {exc}); the store is corrupted "
                            "(re-run genflow prepare)") from None
     bad = labels[(labels < 0) | (labels >= num_classes)]
+    if bad.size and num_classes == 0:
+        raise GenflowError(f"{where} holds labels but the metadata's num_classes = 0 (an unlabelled store); "
+                           "re-run genflow prepare")
     if bad.size:
         raise GenflowError(f"{where} holds {int(bad[0])} (and {bad.size - 1} more outside the range); the "
                            f"metadata's num_classes = {num_classes} allows 0..{num_classes - 1}")
