@@ -242,7 +242,7 @@ CASES: list[tuple[str, list[str], str]] = [
      "is not a readable zip archive"),
     ("check a corrupt zip store", ["check", f"{W}/stores/corrupt.zip"], "is not a readable zip archive"),
     ("check a missing path", ["check", f"{W}/nowhere"], "does not exist; give a latent store"),
-    ("check a run without weights", ["check", f"{W}/empty"], "no genflow store at"),
+    ("check an empty folder", ["check", f"{W}/empty"], "no genflow store at"),
 ]
 
 
