@@ -1,5 +1,5 @@
-"""The ``genflow`` command: train, sample, eval, prepare, tokenizer, plugins, config, model-info,
-new-plugin, derivatives."""
+"""The ``genflow`` command: train, sample, eval, prepare, check, tokenizer, plugins, config, model-info,
+import, new-plugin, derivatives."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import time
 import warnings
 from collections.abc import Sequence
 
+from genflow import cli_numbers as numbers
 from genflow.errors import GenflowError
 
 SELECTORS = ("objective", "derivative", "backbone", "sampler", "path")
@@ -170,9 +171,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     base = str(run_dir / "config.toml") if args.resume and run_dir is not None else DEFAULT_PRESET
     config = _load_config(args, manager, base=base)
     run_dir = run_dir or _default_run_dir(config.objective.name)
-    if args.dry_run:
+    from genflow.check import check_start, check_writable
+
+    check_writable(run_dir, resume=args.resume)
+    if args.dry_run:  # everything a real start checks, nothing written
         from genflow.config import to_toml
 
+        check_start(config, manager)
         print(to_toml(config), end="")
         return 0
     from genflow.text.setup import resolve_tokenizer
@@ -284,6 +289,12 @@ def cmd_tokenizer(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    from genflow.check import run
+
+    return run(args, _manager(args))
+
+
 def cmd_prepare(args: argparse.Namespace) -> int:
     from genflow.data.prepare import run
 
@@ -318,7 +329,7 @@ def cmd_derivatives(args: argparse.Namespace) -> int:
 
 #: Commands whose arguments come from modules that import torch: their parsers are filled in only
 #: when the command is the one being run, so ``genflow --help`` and light commands start fast.
-HEAVY_COMMANDS = ("sample", "eval", "tokenizer", "prepare", "new-plugin", "derivatives")
+HEAVY_COMMANDS = ("sample", "eval", "tokenizer", "prepare", "check", "new-plugin", "derivatives")
 
 
 def _add_sample_arguments(parser: argparse.ArgumentParser) -> None:
@@ -341,6 +352,12 @@ def _add_tokenizer_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _add_prepare_arguments(parser: argparse.ArgumentParser) -> None:
     from genflow.data.prepare import add_arguments
+
+    add_arguments(parser)
+
+
+def _add_check_arguments(parser: argparse.ArgumentParser) -> None:
+    from genflow.check import add_arguments
 
     add_arguments(parser)
 
@@ -370,8 +387,10 @@ def build_parser(command: str | None = None) -> ArgumentParser:
     _add_config_options(train)
     train.add_argument("--run-dir", help="run folder (default: runs/<time>-<objective>)")
     train.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its latest checkpoint")
-    train.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
-    train.add_argument("--nproc", type=int, default=0, help="run N processes on this machine via torchrun")
+    train.add_argument("--dry-run", action="store_true",
+                       help="check what a start checks (config, data store, model, run folder), print the config, "
+                            "write nothing")
+    train.add_argument("--nproc", type=numbers.integer(0, 1024), default=0, help="run N processes on this machine via torchrun")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.set_defaults(func=cmd_train)
 
@@ -388,7 +407,7 @@ def build_parser(command: str | None = None) -> ArgumentParser:
     _add_plugin_options(info)
     _add_config_options(info)
     info.add_argument("--shape", help="sample shape, e.g. 4,32,32 (default: the dataset's)")
-    info.add_argument("--classes", type=int, help="number of classes with --shape (default 0)")
+    info.add_argument("--classes", type=numbers.count, help="number of classes with --shape (default 0)")
     info.set_defaults(func=cmd_model_info)
 
     importer = sub.add_parser("import", help="import weights trained elsewhere into a run folder")
@@ -405,6 +424,7 @@ def build_parser(command: str | None = None) -> ArgumentParser:
         ("tokenizer", "train a sentencepiece tokenizer on a store's captions", False, _add_tokenizer_arguments,
          cmd_tokenizer),
         ("prepare", "write a zarr latent store from a dataset", True, _add_prepare_arguments, cmd_prepare),
+        ("check", "check a latent store or a run folder (reads everything)", True, _add_check_arguments, cmd_check),
         ("new-plugin", "write a plugin package (objective or derivative) with its tests", True,
          _add_scaffold_arguments, cmd_new_plugin),
         ("derivatives", "every derivative provider's dF/dt error, step cost and memory", True,
@@ -435,6 +455,22 @@ def _command_of(argv: Sequence[str]) -> str:
     return ""
 
 
+def parse_args(parser: ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """``parser.parse_args`` that also takes ``KEY=VALUE`` overrides after options (argparse takes
+    one run of positionals: ``train a=1 --config debug b=2`` would refuse ``b=2``)."""
+    args, extras = parser.parse_known_args(argv)
+    late = [item for item in extras if "=" in item and not item.startswith("-")]
+    unknown = [item for item in extras if item not in late]
+    if late and hasattr(args, "overrides"):
+        args.overrides = [*args.overrides, *late]
+    else:
+        unknown = extras
+    if unknown:
+        prog = f"{parser.prog} {args.command}" if getattr(args, "command", None) else parser.prog
+        raise GenflowError(f"{prog}: unrecognized arguments: {' '.join(unknown)} (see '{prog} --help')")
+    return args
+
+
 def _format_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
                     line: str | None = None) -> str:
     """genflow's own warnings as one plain line (``genflow: ...``), others as Python prints them."""
@@ -452,7 +488,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         argv = sys.argv[1:] if argv is None else list(argv)
         parser = build_parser(_command_of(argv))
-        args = parser.parse_args(argv)
+        args = parse_args(parser, argv)
         if args.command is None:
             parser.print_help()
             return 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 import attrs
 from torch import Tensor, nn
 
+from genflow.config.domains import positive
 from genflow.errors import ConfigError
 from genflow.interfaces import Backbone, Condition, DataSpec
 from genflow.nn import TimestepEmbedder
@@ -13,9 +14,9 @@ from genflow.nn import TimestepEmbedder
 
 @attrs.frozen(kw_only=True)
 class MLPConfig:
-    hidden: int = 256
-    depth: int = 4
-    embedding_dim: int = 128
+    hidden: int = attrs.field(default=256, validator=positive())
+    depth: int = attrs.field(default=4, validator=positive())
+    embedding_dim: int = attrs.field(default=128, validator=positive())
 
 
 class ResidualBlock(nn.Module):

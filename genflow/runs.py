@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pathlib
 
 import attrs
@@ -29,12 +30,15 @@ class LoadedRun:
 
 
 def check_output_dir(path: pathlib.Path, option: str) -> None:
-    """A folder genflow may create or write into: not a file, and not below one (one line, exit 2,
-    before anything is written)."""
+    """A folder genflow may create or write into: not a file, not below one, and writable (or
+    creatable in a writable folder); one line, exit 2, before anything is written."""
     for blocking in (path, *path.parents):
         if blocking.exists() and not blocking.is_dir():
             what = "is a file" if blocking == path else f"is inside '{blocking}', which is a file"
             raise GenflowError(f"{option} '{path}' {what}, not a folder; choose another path")
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise GenflowError(f"{option} '{path}': the folder '{existing}' is not writable; choose another path")
 
 
 def _load_final(backbone: Backbone, path: pathlib.Path) -> None:

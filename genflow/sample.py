@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
 
+from genflow.errors import GenflowError
 from genflow.interfaces import Backbone, Condition, Dataset, DataSpec, Sampler
 
 
@@ -49,7 +51,13 @@ def generate(backbone: Backbone, sampler: Sampler, spec: DataSpec, *, steps: lis
              on_chunk: Callable[[int], None] | None = None) -> dict[int, Tensor]:
     """``{steps: samples}`` from the same noise and conditions, in chunks of ``batch_size``.
     ``on_chunk(n)`` is called after each chunk with its samples x steps (for a progress bar: the
-    whole call is ``num * sum(steps)``)."""
+    whole call is ``num * sum(steps)``). A non-finite ``guidance``, no step count or a non-positive
+    one is a ``GenflowError``."""
+    if not math.isfinite(guidance):
+        raise GenflowError(f"guidance = {guidance}: expected a finite number (1 = off)")
+    if not steps or any(n < 1 for n in steps) or num < 1 or batch_size < 1:
+        raise GenflowError(f"sampling needs step counts >= 1 (got {list(steps)}), num >= 1 (got {num}) "
+                           f"and batch_size >= 1 (got {batch_size})")
     noise = fixed_noise(spec, num, seed, device)
     cond = cond if cond is not None else sample_conditions(spec, num, device)
     was_training = backbone.training

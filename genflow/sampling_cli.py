@@ -16,6 +16,7 @@ import sys
 import numpy as np
 import torch
 
+from genflow import cli_numbers as numbers
 from genflow.errors import GenflowError
 from genflow.interfaces import Condition
 from genflow.plugins import PluginManager
@@ -42,18 +43,18 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, steps_default: str 
                          out_default: str = "RUN_DIR/samples") -> None:
     """Arguments shared by ``sample`` and ``eval``; the ``*_default`` texts describe their defaults."""
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by genflow train")
-    parser.add_argument("--checkpoint", type=int, metavar="STEP", help="use checkpoint STEP (default: final weights)")
+    parser.add_argument("--checkpoint", type=numbers.count, metavar="STEP", help="use checkpoint STEP (default: final weights)")
     parser.add_argument("--steps", help=f"step counts, e.g. 1,4,16 (default: {steps_default})")
-    parser.add_argument("--num", type=int, help=f"number of samples (default: {num_default})")
-    parser.add_argument("--guidance", type=float, help="classifier-free guidance scale (1 = off; default: the run's)")
-    parser.add_argument("--seed", type=int, help="noise seed (default: the run's sample.seed)")
+    parser.add_argument("--num", type=numbers.samples, help=f"number of samples (default: {num_default})")
+    parser.add_argument("--guidance", type=numbers.finite_float, help="classifier-free guidance scale (1 = off; default: the run's)")
+    parser.add_argument("--seed", type=numbers.seed, help="noise seed (default: the run's sample.seed)")
     parser.add_argument("--out", help=f"output folder (default: {out_default})")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where to sample")
 
 
 def add_sample_arguments(parser: argparse.ArgumentParser) -> None:
     add_common_arguments(parser)
-    parser.add_argument("--class", dest="class_label", type=int, metavar="K", help="sample class K only")
+    parser.add_argument("--class", dest="class_label", type=numbers.count, metavar="K", help="sample class K only")
     parser.add_argument("--prompt", action="append", default=[], metavar="TEXT",
                         help="text-conditioned runs: a prompt (repeatable); --num samples per prompt")
     parser.add_argument("--prompts", metavar="FILE", help="text-conditioned runs: a file of prompts, one per line")

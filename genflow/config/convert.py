@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import typing
 from typing import Any
 
@@ -9,6 +10,7 @@ import attrs
 import cattrs
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
 
+from genflow.config.domains import INT_LIMIT, DomainError
 from genflow.errors import ConfigError, allowed
 
 
@@ -21,12 +23,18 @@ def _strict_bool(value: Any, _: type) -> bool:
 def _strict_int(value: Any, _: type) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"expected an integer, got {value!r}")
+    if abs(value) > INT_LIMIT:
+        raise TypeError(f"expected an integer within 64 bits (|value| <= {INT_LIMIT}), got {value!r}")
     return value
 
 
 def _strict_float(value: Any, _: type) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(f"expected a number, got {value!r}")
+    if isinstance(value, int) and abs(value) > INT_LIMIT:
+        raise TypeError(f"expected a number within 64 bits, got {value!r}")
+    if not math.isfinite(value):
+        raise TypeError(f"expected a finite number, got {value!r}")
     return float(value)
 
 
@@ -79,6 +87,8 @@ def _first_error(exc: BaseException, path: str) -> str:
             return _first_error(sub, sub_path)
     if isinstance(exc, KeyError):
         return f"{path}.{exc.args[0]}: missing required key"
+    if isinstance(exc, DomainError):
+        return f"{path}.{exc.key} = {_show(exc.value)}: expected {exc.expected}"
     return f"{path}: {exc}"
 
 
@@ -88,10 +98,19 @@ def structure(data: Any, cls: type, path: str) -> Any:
         raise ConfigError(f"{path}: expected a table of settings, got {data!r}")
     try:
         return CONVERTER.structure(data, cls)
-    except (ClassValidationError, ForbiddenExtraKeysError) as exc:
+    except (ClassValidationError, ForbiddenExtraKeysError, DomainError) as exc:
         raise ConfigError(_first_error(exc, path)) from None
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{path}: {exc}") from None
+
+
+def _show(value: Any) -> str:
+    """A config value as TOML shows it (lists with brackets, strings quoted)."""
+    if isinstance(value, tuple | list):
+        return "[" + ", ".join(_show(v) for v in value) + "]"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value)
 
 
 def unstructure(obj: Any) -> Any:

@@ -25,6 +25,11 @@ from genflow.plugins import PluginManager
 
 PRESET_PACKAGE = "genflow_configs"
 
+#: Config files larger than this are refused before they are read (the largest preset is ~2 KiB).
+MAX_CONFIG_BYTES = 1 << 20
+#: Tables and lists nested deeper than this are refused (a run config nests 3 levels at most).
+MAX_DEPTH = 16
+
 #: Slots whose default follows another slot's component (``Component.defaults``).
 DEPENDENTS: dict[str, tuple[str, ...]] = {"objective": ("derivative", "sampler"), "data": ("backbone",)}
 
@@ -36,7 +41,10 @@ def preset_names() -> list[str]:
 
 
 def read_config_file(name_or_path: str) -> dict[str, Any]:
-    """Read a TOML file, or a shipped preset by name (``demo``, ``debug``, ...)."""
+    """Read a TOML file, or a shipped preset by name (``demo``, ``debug``, ...): UTF-8, at most
+    ``MAX_CONFIG_BYTES`` and ``MAX_DEPTH`` levels of nesting."""
+    if not name_or_path.strip():
+        raise ConfigError(f"--config {name_or_path!r}: empty; give a TOML file or a preset: {allowed(preset_names())}")
     path = pathlib.Path(name_or_path)
     if not path.exists() and not name_or_path.endswith(".toml") and "/" not in name_or_path:
         preset = importlib.resources.files(PRESET_PACKAGE) / f"{name_or_path}.toml"
@@ -44,30 +52,71 @@ def read_config_file(name_or_path: str) -> dict[str, Any]:
             raise ConfigError(
                 f"config '{name_or_path}' is neither a file nor a preset; presets: {allowed(preset_names())}"
             )
-        text = preset.read_text()
+        data = preset.read_bytes()
     elif not path.is_file():
         raise ConfigError(f"config file '{name_or_path}' does not exist (or is not a file)")
     else:
-        text = path.read_text()
+        data = _read_limited(path)
     try:
-        return tomllib.loads(text)
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file '{name_or_path}' is not UTF-8 text (byte {exc.start}: "
+                          f"{data[exc.start:exc.start + 1]!r}); TOML files are UTF-8") from None
+    return _parse_toml(text, f"config file '{name_or_path}'")
+
+
+def _read_limited(path: pathlib.Path) -> bytes:
+    try:
+        with path.open("rb") as file:
+            data = file.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"config file '{path}' cannot be read: {exc.strerror or exc}") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"config file '{path}' is larger than {MAX_CONFIG_BYTES} bytes; a run config is a few KiB")
+    return data
+
+
+def _parse_toml(text: str, what: str) -> dict[str, Any]:
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file '{name_or_path}' is not valid TOML: {exc}") from None
+        raise ConfigError(f"{what} is not valid TOML: {exc}") from None
+    except RecursionError:
+        data = None
+    if data is None or _depth(data) > MAX_DEPTH:
+        raise ConfigError(f"{what} nests tables or lists more than {MAX_DEPTH} levels deep")
+    return data
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of TOML data (iterative, so any depth is measured safely)."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 def parse_value(text: str) -> Any:
     """A TOML literal (``false``, ``1e-4``, ``[1, 2]``, ``"x"``), or the bare text as a string."""
     try:
-        return tomllib.loads(f"v = {text}")["v"]
+        value = tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
         return text
+    except RecursionError:
+        value = None
+    if value is None or _depth(value) > MAX_DEPTH:
+        raise ConfigError(f"override value '{text[:40]}...' nests lists or tables more than {MAX_DEPTH} levels deep")
+    return value
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:
     """``a.b.c=value`` -> (``["a", "b", "c"]``, parsed value)."""
     key, sep, value = item.partition("=")
     keys = key.strip().split(".")
-    if not sep or not all(k.strip() for k in keys):
+    if not sep or not all(k.strip() for k in keys) or len(keys) > MAX_DEPTH:
         raise ConfigError(f"override '{item}' must look like section.key=value (e.g. train.steps=100)")
     return [k.strip() for k in keys], parse_value(value.strip())
 
@@ -182,7 +231,7 @@ def load(
     overrides: Sequence[str] = (),
 ) -> RunConfig:
     """The whole precedence chain in one call."""
-    file_data = read_config_file(config_file) if config_file else {}
+    file_data = read_config_file(config_file) if config_file is not None else {}
     raw = merge_raw(file_data, selectors or {}, overrides)
     config = resolve(raw, manager)
     manager.hook.genflow_configure(config=config)

@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 import attrs
 
+from genflow.config.domains import each, finite, non_negative, positive, unit
 from genflow.errors import ConfigError
 
 #: Component slots of a run, in the order they are resolved, with the registry kind of each.
@@ -60,41 +61,46 @@ class TrainConfig:
     (docs/performance.md section 3).
     """
 
-    steps: int = 2000
-    batch_size: int = 256
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = 1e-8
-    grad_clip: float = attrs.field(default=1.0, validator=attrs.validators.gt(0.0))
-    warmup_steps: int = 0
+    #: Optimizer steps; 0 writes the run folder and the initial weights only.
+    steps: int = attrs.field(default=2000, validator=non_negative())
+    batch_size: int = attrs.field(default=256, validator=positive())
+    lr: float = attrs.field(default=1e-3, validator=positive(integer=False))
+    weight_decay: float = attrs.field(default=0.0, validator=non_negative(integer=False))
+    #: Adam's moment decays (Kingma & Ba 2015): each in [0, 1).
+    betas: tuple[float, float] = attrs.field(default=(0.9, 0.999), validator=each(unit(high_open=True),
+                                                                                   min_len=2, max_len=2))
+    eps: float = attrs.field(default=1e-8, validator=positive(integer=False))
+    grad_clip: float = attrs.field(default=1.0, validator=positive(integer=False))
+    warmup_steps: int = attrs.field(default=0, validator=non_negative())
     schedule: Literal["constant", "cosine"] = "constant"
-    grad_accumulation: int = 1
-    ema_decay: tuple[float, ...] = (0.999,)
+    grad_accumulation: int = attrs.field(default=1, validator=positive())
+    ema_decay: tuple[float, ...] = attrs.field(default=(0.999,), validator=each(unit(high_open=True)))
     precision: Literal["fp32", "bf16"] = "fp32"
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    seed: int = 0
-    log_every: int = 50
-    checkpoint_every: int = 0
-    keep_last: int = 2
-    sample_every: int = 0
+    seed: int = attrs.field(default=0, validator=non_negative())
+    log_every: int = attrs.field(default=50, validator=positive())
+    checkpoint_every: int = attrs.field(default=0, validator=non_negative())
+    #: Checkpoints kept (the newest); 0 keeps every one.
+    keep_last: int = attrs.field(default=2, validator=non_negative())
+    sample_every: int = attrs.field(default=0, validator=non_negative())
     compile: bool = False
     compile_mode: Literal["default", "reduce-overhead", "max-autotune-no-cudagraphs"] = "default"
     compile_tuning: bool = False
     activation_checkpointing: bool = False
     fsdp_mixed_precision: bool = False
-    max_nonfinite_steps: int = 10
-    max_minutes: float = 0.0
+    max_nonfinite_steps: int = attrs.field(default=10, validator=positive())
+    max_minutes: float = attrs.field(default=0.0, validator=non_negative(integer=False))
 
 
 @attrs.frozen(kw_only=True)
 class SampleConfig:
     """Defaults of ``genflow sample`` / ``genflow eval`` and of the training-time sample grids."""
 
-    steps: tuple[int, ...] = (1, 2, 4, 8)
-    num: int = 64
-    guidance: float = 1.0
-    seed: int = 0
+    steps: tuple[int, ...] = attrs.field(default=(1, 2, 4, 8), validator=each(positive()))
+    num: int = attrs.field(default=64, validator=positive())
+    #: The classifier-free guidance scale (1 = off, 0 = unconditional; arXiv 2509.04394 uses w >= 1).
+    guidance: float = attrs.field(default=1.0, validator=finite())
+    seed: int = attrs.field(default=0, validator=non_negative())
 
 
 @attrs.frozen(kw_only=True)

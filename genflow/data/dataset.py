@@ -125,12 +125,16 @@ def generator_config(config: ShapesConfig) -> ShapesConfig:
     return ShapesConfig(**{f.name: getattr(config, f.name) for f in attrs.fields(ShapesConfig)})
 
 
+def shapes_store_path(config: ShapesConfig, cache_dir: Path | str | None = None) -> Path:
+    """Where the ``shapes`` store of ``config`` is cached (it may not exist yet)."""
+    root = Path(cache_dir) if cache_dir is not None else Path(os.environ.get("GENFLOW_CACHE", "~/.cache/genflow"))
+    return root.expanduser() / f"shapes-{digest(attrs.asdict(config))[:16]}.zarr"
+
+
 def shapes_store(config: ShapesConfig, cache_dir: Path | str | None = None) -> str:
     """The path of a complete ``shapes`` store for ``config``, prepared if needed."""
-    root = Path(cache_dir) if cache_dir is not None else Path(os.environ.get("GENFLOW_CACHE", "~/.cache/genflow"))
-    root = root.expanduser()
-    root.mkdir(parents=True, exist_ok=True)
-    path = root / f"shapes-{digest(attrs.asdict(config))[:16]}.zarr"
+    path = shapes_store_path(config, cache_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path) + ".lock"):
         try:
             LatentStore(str(path))

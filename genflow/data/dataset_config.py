@@ -8,6 +8,7 @@ from typing import Literal
 
 import attrs
 
+from genflow.config.domains import non_negative, text
 from genflow.data.shapes import ShapesConfig
 
 __all__ = ["ConditionKind", "Normalize", "ShapesDatasetConfig", "StoreConfig"]
@@ -22,12 +23,12 @@ class StoreConfig:
     ``normalize``: model space (see ``ReadOptions``); ``flip``: random mirroring when the store has
     ``latents_flip``; ``window``: chunks shuffled together; ``num_workers``: DataLoader workers."""
 
-    url: str = ""
+    url: str = attrs.field(default="", validator=text(empty=True))
     condition: ConditionKind = "auto"
     normalize: Normalize = "autoencoder"
     flip: bool = False
-    window: int = 4
-    num_workers: int = 0
+    window: int = attrs.field(default=4, validator=non_negative())
+    num_workers: int = attrs.field(default=0, validator=non_negative())
 
 
 @attrs.frozen(kw_only=True)
@@ -36,5 +37,5 @@ class ShapesDatasetConfig(ShapesConfig):
 
     condition: ConditionKind = "auto"
     normalize: Normalize = "autoencoder"
-    window: int = 4
-    num_workers: int = 0
+    window: int = attrs.field(default=4, validator=non_negative())
+    num_workers: int = attrs.field(default=0, validator=non_negative())

@@ -29,6 +29,7 @@ import attrs
 import numpy as np
 from PIL import Image, ImageOps
 
+from genflow.config.domains import Domain, interval, non_negative, positive, text, unit
 from genflow.data.buckets import bucket_key, bucket_size
 from genflow.data.sources import Source, SourceBucket, SourceChunk
 from genflow.errors import GenflowError, allowed
@@ -43,13 +44,14 @@ class ImageFolderConfig:
     ``max_aspect``: aspect ratios beyond it are cropped to it (1.0 = square crops); ``channels``:
     1 (grey), 3 (RGB) or 0 (1 when every image is grey); ``holdout`` and ``split``: see the module."""
 
-    root: str = ""
-    resolution: int = 256
-    multiple: int = 16
-    max_aspect: float = 2.0
-    seed: int = 0
-    channels: int = 0
-    holdout: float = 0.0
+    root: str = attrs.field(default="", validator=text(empty=True))
+    resolution: int = attrs.field(default=256, validator=positive())
+    multiple: int = attrs.field(default=16, validator=positive())
+    max_aspect: float = attrs.field(default=2.0, validator=interval(1.0))
+    seed: int = attrs.field(default=0, validator=non_negative())
+    channels: int = attrs.field(default=0, validator=Domain("0 (grey when every image is grey), 1 or 3",
+                                                            lambda v: v in (0, 1, 3)))
+    holdout: float = attrs.field(default=0.0, validator=unit(high_open=True))
     split: Literal["train", "holdout"] = "train"
 
 

@@ -28,6 +28,7 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
+from genflow import cli_numbers as numbers
 from genflow.data.imagefolder import ImageFolderConfig, ImageFolderSource
 from genflow.data.pipeline import prepare_store
 from genflow.data.shapes import ShapesConfig
@@ -50,16 +51,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", required=True, choices=sorted(SOURCES), help="what to write")
     parser.add_argument("--out", required=True, metavar="URL", help="store URL: path, memory://, zip::, s3://, ...")
     parser.add_argument("--root", help="imagefolder: the image folder")
-    parser.add_argument("--resolution", type=int, help="image side (pixel area of every bucket)")
-    parser.add_argument("--count", type=int, help="shapes / toy2d: number of samples")
-    parser.add_argument("--seed", type=int, help="generator seed (shapes, toy2d) or row order (imagefolder)")
-    parser.add_argument("--multiple", type=int, help="bucket sides are multiples of this many pixels")
-    parser.add_argument("--holdout", type=float, metavar="FRACTION",
+    parser.add_argument("--resolution", type=numbers.positive, help="image side (pixel area of every bucket)")
+    parser.add_argument("--count", type=numbers.positive, help="shapes / toy2d: number of samples")
+    parser.add_argument("--seed", type=numbers.seed, help="generator seed (shapes, toy2d) or row order (imagefolder)")
+    parser.add_argument("--multiple", type=numbers.positive, help="bucket sides are multiples of this many pixels")
+    parser.add_argument("--holdout", type=numbers.finite_float, metavar="FRACTION",
                         help="imagefolder: set aside this fraction of each class in OUT's -holdout sibling store")
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="dataset config field")
     parser.add_argument("--autoencoder", default="identity", help="autoencoder plugin (default: identity)")
     parser.add_argument("--ae-option", action="append", default=[], metavar="KEY=VALUE", help="autoencoder field")
-    parser.add_argument("--chunk", type=int, default=0, help="samples per chunk (default: about 4 MiB)")
+    parser.add_argument("--chunk", type=numbers.count, default=0, help="samples per chunk (default: about 4 MiB)")
     parser.add_argument("--flip", action="store_true", help="also store latents of mirrored images")
     parser.add_argument("--overwrite", action="store_true", help="replace a complete store at --out")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")

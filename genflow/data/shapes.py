@@ -21,6 +21,7 @@ from typing import Literal
 import attrs
 import numpy as np
 
+from genflow.config.domains import each, interval, non_negative, one_of, positive
 from genflow.data.buckets import bucket_size
 from genflow.data.scene import Background, Scene, ShapeObject
 from genflow.data.shapes_render import COLOURS, SHAPES, render_scenes
@@ -55,15 +56,17 @@ class ShapesConfig:
     ``COLOURS``); ``background``: plain grey, textured (stripes or checks) or either.
     """
 
-    resolution: int = 32
-    count: int = 20000
-    seed: int = 0
+    resolution: int = attrs.field(default=32, validator=interval(8, integer=True))
+    count: int = attrs.field(default=20000, validator=positive())
+    seed: int = attrs.field(default=0, validator=non_negative())
     mode: Literal["single", "multi"] = "single"
-    shapes: tuple[str, ...] = ("circle", "square", "triangle", "star")
-    colours: tuple[str, ...] = ("red", "green", "blue", "yellow")
+    shapes: tuple[str, ...] = attrs.field(default=("circle", "square", "triangle", "star"),
+                                          validator=each(one_of(list(SHAPES)), distinct=True))
+    colours: tuple[str, ...] = attrs.field(default=("red", "green", "blue", "yellow"),
+                                           validator=each(one_of(list(COLOURS)), distinct=True))
     background: Literal["plain", "textured", "mixed"] = "plain"
-    aspect_ratios: tuple[float, ...] = (1.0,)
-    multiple: int = 8
+    aspect_ratios: tuple[float, ...] = attrs.field(default=(1.0,), validator=each(interval(0.25, 4.0)))
+    multiple: int = attrs.field(default=8, validator=positive())
 
 
 def validate(config: ShapesConfig) -> None:

@@ -17,6 +17,7 @@ import attrs
 import numpy as np
 import torch
 
+from genflow.config.domains import non_negative, positive
 from genflow.data.buckets import POINTS_BUCKET, bucket_key
 from genflow.data.shapes import (
     ShapesConfig,
@@ -135,10 +136,10 @@ class Toy2DSourceConfig:
     """``count`` points of the ``toy2d`` distribution ``kind``, drawn with ``seed``."""
 
     kind: Literal["gaussians8", "checkerboard", "rings", "gaussian"] = "gaussians8"
-    radius: float = 2.0
-    std: float = 0.2
-    count: int = 20000
-    seed: int = 0
+    radius: float = attrs.field(default=2.0, validator=positive(integer=False))
+    std: float = attrs.field(default=0.2, validator=positive(integer=False))
+    count: int = attrs.field(default=20000, validator=positive())
+    seed: int = attrs.field(default=0, validator=non_negative())
 
 
 class Toy2DSource(Source):

@@ -18,8 +18,11 @@ whose writer failed is never taken for a good one.
 
 from __future__ import annotations
 
+import json
 import math
+import numbers
 import os
+import zipfile
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, cast
 
@@ -75,6 +78,8 @@ def zarr_store(url: str, *, read_only: bool, storage_options: Mapping[str, Any] 
         raise GenflowError(f"cannot open store '{url}': {exc} (install the fsspec backend it names)") from None
     except ValueError as exc:  # fsspec: "Protocol not known: ..."
         raise GenflowError(f"cannot open store '{url}': {exc}") from None
+    except zipfile.BadZipFile as exc:
+        raise GenflowError(f"store '{url}' is not a readable zip archive ({exc})") from None
     except (FileNotFoundError, OSError) as exc:
         raise GenflowError(f"no genflow store at '{url}': {exc}") from None
 
@@ -165,7 +170,8 @@ class Bucket:
     def __init__(self, key: str, group: zarr.Group, url: str) -> None:
         self.key = key
         self.url = url
-        self.arrays: dict[str, zarr.Array] = {name: cast(zarr.Array, group[name]) for name in ARRAYS if name in group}
+        arrays = {name: _open_array(group, name, f"store '{url}': buckets/{key}/{name}") for name in ARRAYS}
+        self.arrays: dict[str, zarr.Array] = {name: array for name, array in arrays.items() if array is not None}
         if "latents" not in self.arrays:
             raise GenflowError(f"store '{url}': bucket '{key}' has no latents array; re-run genflow prepare")
         latents = self.arrays["latents"]
@@ -178,8 +184,14 @@ class Bucket:
     def num_chunks(self) -> int:
         return math.ceil(self.count / self.chunk)
 
-    def validate(self) -> None:
-        """Equal lengths, equal chunking and every chunk present, or a ``GenflowError``."""
+    def validate(self, meta: StoreMeta | None = None) -> None:
+        """Equal lengths, equal chunking and every chunk present, and with ``meta`` the arrays'
+        dtypes, shapes and label range against it, or a ``GenflowError`` naming the array."""
+        if self.count == 0:
+            raise GenflowError(f"store '{self.url}': buckets/{self.key} has no samples (an empty bucket); "
+                               "re-run genflow prepare")
+        if meta is not None:
+            check_arrays(self, meta)
         for name, array in self.arrays.items():
             where = f"store '{self.url}': buckets/{self.key}/{name}"
             if array.shape[0] != self.count:
@@ -196,6 +208,8 @@ class Bucket:
                     f"{where} is missing {array.nchunks - array.nchunks_initialized} of {array.nchunks} chunks; "
                     "the store is damaged (re-run genflow prepare)"
                 )
+        if meta is not None and "labels" in self.arrays:  # after the chunk check: a missing chunk reads as -1
+            check_labels(self, meta.num_classes)
 
     def read(self, chunk: int) -> ChunkData:
         """Every array's rows of chunk ``chunk``; a damaged chunk is a ``GenflowError``."""
@@ -222,6 +236,7 @@ class LatentStore:
         self.storage_options = dict(storage_options or {})
         group = open_group(url, storage_options=self.storage_options)
         self.meta = read_meta(group, url)
+        check_meta(self.meta, url)
         if not self.meta.complete:
             raise GenflowError(
                 f"store '{url}' is incomplete (its genflow prepare did not finish or failed); run the same "
@@ -230,7 +245,7 @@ class LatentStore:
         self.buckets = _buckets(group, url)
         if validate:
             for bucket in self.buckets.values():
-                bucket.validate()
+                bucket.validate(self.meta)
 
     def reopen(self) -> LatentStore:
         """The same store opened anew (fresh file handles, e.g. in a DataLoader worker)."""
@@ -272,6 +287,10 @@ def open_group(url: str, *, storage_options: Mapping[str, Any] | None = None) ->
         return zarr.open_group(store, mode="r")
     except (FileNotFoundError, zarr.errors.GroupNotFoundError, zarr.errors.NodeTypeValidationError, KeyError):
         raise GenflowError(f"no genflow store at '{url}'; create one with `genflow prepare --out {url}`") from None
+    except zipfile.BadZipFile as exc:
+        raise GenflowError(f"store '{url}' is not a readable zip archive ({exc})") from None
+    except (ValueError, TypeError, json.JSONDecodeError) as exc:
+        raise GenflowError(f"store '{url}': its zarr.json cannot be read ({type(exc).__name__}: {exc})") from None
 
 
 def read_meta(group: zarr.Group, url: str) -> StoreMeta:
@@ -287,6 +306,107 @@ def read_meta(group: zarr.Group, url: str) -> StoreMeta:
             "only (re-run genflow prepare)"
         )
     return StoreMeta.from_json(data, url)
+
+
+def _open_array(group: zarr.Group, name: str, where: str) -> zarr.Array | None:
+    """``group[name]`` as an array (None when absent); unknown codecs, bad metadata or another node
+    type are one line."""
+    try:
+        if name not in group:
+            return None
+        node = group[name]
+    except Exception as exc:  # zarr raises many types here (UnknownCodecError, ValueError, ...)
+        raise GenflowError(f"{where} cannot be opened ({type(exc).__name__}: {exc}); the store is damaged or "
+                           "was not written by genflow (re-run genflow prepare)") from None
+    if not isinstance(node, zarr.Array):
+        raise GenflowError(f"{where} is a group, not an array; the store is damaged (re-run genflow prepare)")
+    return node
+
+
+def _is_count(value: Any, low: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
+def _numbers(values: Any, length: int) -> bool:
+    return (isinstance(values, list) and len(values) == length
+            and all(isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v) for v in values))
+
+
+def check_meta(meta: StoreMeta, url: str) -> None:
+    """The ``genflow`` attributes' types and ranges; a ``GenflowError`` names the attribute."""
+    where = f"store '{url}': attribute genflow."
+    problems = [
+        ("complete", isinstance(meta.complete, bool), "true or false"),
+        ("sample_kind", meta.sample_kind in ("image", "points"), "'image' or 'points'"),
+        ("channels", _is_count(meta.channels, 1), "an integer >= 1"),
+        ("num_classes", _is_count(meta.num_classes, 0), "an integer >= 0"),
+        ("classes", isinstance(meta.classes, list) and all(isinstance(c, str) for c in meta.classes)
+         and len(meta.classes) in (0, meta.num_classes), "a list of num_classes names (or empty)"),
+        ("autoencoder.name", isinstance(meta.autoencoder.name, str) and bool(meta.autoencoder.name), "a name"),
+        ("autoencoder.downsample", _is_count(meta.autoencoder.downsample, 1), "an integer >= 1"),
+    ]
+    for key, ok, expected in problems:
+        if not ok:
+            raise GenflowError(f"{where}{key} = {_get(meta, key)!r}: expected {expected} (re-run genflow prepare)")
+    for key in ("shift", "scale"):
+        values = getattr(meta.autoencoder, key)
+        if not _numbers(values, meta.channels):
+            raise GenflowError(f"{where}autoencoder.{key} = {values!r}: expected {meta.channels} finite numbers "
+                               "(one per channel; re-run genflow prepare)")
+
+
+def _get(obj: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def expected_latent_dtype(meta: StoreMeta) -> str:
+    """``uint8`` for pixel stores (the ``identity`` autoencoder), a float dtype otherwise."""
+    return "uint8" if meta.sample_kind == "image" and meta.autoencoder.name == "identity" else "float"
+
+
+def check_arrays(bucket: Bucket, meta: StoreMeta) -> None:
+    """A bucket's arrays against the metadata: dtypes and sample shapes."""
+    where = f"store '{bucket.url}': buckets/{bucket.key}"
+    expected = expected_latent_dtype(meta)
+    for name in ("latents", "latents_flip"):
+        if name not in bucket.arrays:
+            continue
+        dtype = np.dtype(bucket.arrays[name].dtype)
+        if (expected == "float" and dtype.kind != "f") or (expected != "float" and dtype != np.dtype(expected)):
+            raise GenflowError(f"{where}/{name} has dtype {dtype}; a store of {meta.sample_kind}s written with "
+                               f"autoencoder '{meta.autoencoder.name}' holds {expected} latents")
+    ndim = 2 if meta.sample_kind == "points" else 4
+    shape = tuple(bucket.arrays["latents"].shape)
+    if len(shape) != ndim or shape[1] != meta.channels:
+        raise GenflowError(f"{where}/latents has shape {shape}; the metadata says {meta.sample_kind}s of "
+                           f"{meta.channels} channels ({ndim} dimensions, (N, {meta.channels}, ...))")
+    for name in ("labels", "source_index"):
+        if name in bucket.arrays:
+            array = bucket.arrays[name]
+            if np.dtype(array.dtype).kind not in "iu" or len(array.shape) != 1:
+                raise GenflowError(f"{where}/{name} has dtype {array.dtype} and shape {tuple(array.shape)}; "
+                                   "expected one integer per sample")
+    if "captions" in bucket.arrays and np.dtype(bucket.arrays["captions"].dtype).kind not in "TUO":
+        raise GenflowError(f"{where}/captions has dtype {bucket.arrays['captions'].dtype}; expected strings")
+
+
+def check_labels(bucket: Bucket, num_classes: int) -> None:
+    """Every label in ``[0, num_classes)`` (read in full: one integer per sample)."""
+    where = f"store '{bucket.url}': buckets/{bucket.key}/labels"
+    try:
+        labels = np.asarray(bucket.arrays["labels"][:])
+    except Exception as exc:
+        raise GenflowError(f"{where} cannot be decoded ({type(exc).__name__}: {exc}); the store is corrupted "
+                           "(re-run genflow prepare)") from None
+    bad = labels[(labels < 0) | (labels >= num_classes)]
+    if bad.size and num_classes == 0:
+        raise GenflowError(f"{where} holds labels but the metadata's num_classes = 0 (an unlabelled store); "
+                           "re-run genflow prepare")
+    if bad.size:
+        raise GenflowError(f"{where} holds {int(bad[0])} (and {bad.size - 1} more outside the range); the "
+                           f"metadata's num_classes = {num_classes} allows 0..{num_classes - 1}")
 
 
 def _buckets(group: zarr.Group, url: str) -> dict[str, Bucket]:

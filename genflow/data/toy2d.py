@@ -15,6 +15,7 @@ import attrs
 import torch
 from torch import Tensor
 
+from genflow.config.domains import positive
 from genflow.interfaces import Batch, BatchLoader, Dataset, DataSpec
 
 
@@ -23,8 +24,8 @@ class Toy2DConfig:
     """``kind``: which distribution; ``std``: component std (mixtures) or data std (gaussian)."""
 
     kind: Literal["gaussians8", "checkerboard", "rings", "gaussian"] = "gaussians8"
-    radius: float = 2.0
-    std: float = 0.2
+    radius: float = attrs.field(default=2.0, validator=positive(integer=False))
+    std: float = attrs.field(default=0.2, validator=positive(integer=False))
 
 
 @attrs.frozen(kw_only=True)

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from genflow import cli_numbers as numbers
 from genflow.errors import GenflowError
 from genflow.eval import plot, report, select
 from genflow.eval.sweep import SamplesHook, SweepSettings, context_for, evaluate, progress_bar
@@ -42,7 +43,7 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--metric-option", action="append", default=[], metavar="METRIC.FIELD=VALUE",
                         help="a metric setting, e.g. fid_inception.weights=PATH (repeatable)")
     parser.add_argument("--compare", nargs="+", default=[], metavar="RUN_DIR", help="more runs for the same table and plots")
-    parser.add_argument("--batch-size", type=int, default=1024, help="samples per sampler call (default 1024)")
+    parser.add_argument("--batch-size", type=numbers.positive, default=1024, help="samples per sampler call (default 1024)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 

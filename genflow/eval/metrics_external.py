@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional
 
+from genflow.config.domains import non_negative, positive, text
 from genflow.errors import GenflowError
 from genflow.eval.classifier import sha256_file
 from genflow.eval.frechet import feature_stats, frechet_distance
@@ -41,9 +42,9 @@ class ExternalFeatureConfig:
     """``weights``: a local network file (required; never downloaded); ``reference``: real images
     (0: as many as samples); ``batch_size``: images per network call."""
 
-    weights: str = ""
-    reference: int = attrs.field(default=5000, validator=attrs.validators.ge(0))
-    batch_size: int = attrs.field(default=64, validator=attrs.validators.ge(1))
+    weights: str = attrs.field(default="", validator=text(empty=True))
+    reference: int = attrs.field(default=5000, validator=non_negative())
+    batch_size: int = attrs.field(default=64, validator=positive())
 
 
 def load_module(path: pathlib.Path, device: torch.device) -> Callable[..., Tensor]:

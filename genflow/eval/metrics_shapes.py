@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from genflow.build import cache_dir
+from genflow.config.domains import non_negative, positive, text
 from genflow.data.shapes import ShapesConfig
 from genflow.errors import GenflowError
 from genflow.eval import classifier as clf
@@ -94,9 +95,9 @@ class ShapesFeatureConfig:
     classifier; ``reference``: real images (0: as many as samples); ``k``: neighbours (precision
     and recall only)."""
 
-    classifier: str = ""
-    reference: int = attrs.field(default=5000, validator=attrs.validators.ge(0))
-    k: int = attrs.field(default=3, validator=attrs.validators.ge(1))
+    classifier: str = attrs.field(default="", validator=text(empty=True))
+    reference: int = attrs.field(default=5000, validator=non_negative())
+    k: int = attrs.field(default=3, validator=positive())
 
 
 class _ShapesMetric(Metric):
@@ -165,7 +166,7 @@ class RecallShapes(_ShapesMetric):
 class AttributeConfig:
     """``classifier``: a weights file instead of the cached classifier."""
 
-    classifier: str = ""
+    classifier: str = attrs.field(default="", validator=text(empty=True))
 
 
 class AttributeAccuracy(Metric):

@@ -6,6 +6,7 @@ import attrs
 import torch
 from torch import Tensor
 
+from genflow.config.domains import interval, non_negative, positive
 from genflow.data.toy2d import GaussianMixture, Toy2D
 from genflow.eval.distances import sliced_wasserstein
 from genflow.eval.flow_map import flow_map
@@ -19,8 +20,8 @@ REFERENCE_SEED_OFFSET = 7
 class SlicedWassersteinConfig:
     """``projections``: random directions; ``reference``: fresh data points (0: as many as samples)."""
 
-    projections: int = attrs.field(default=512, validator=attrs.validators.ge(1))
-    reference: int = attrs.field(default=0, validator=attrs.validators.ge(0))
+    projections: int = attrs.field(default=512, validator=positive())
+    reference: int = attrs.field(default=0, validator=non_negative())
 
 
 class SlicedWasserstein(Metric):
@@ -51,7 +52,7 @@ def _reference(context: EvalContext, n: int) -> Tensor:
 class TransitionErrorConfig:
     """``ode_steps``: RK4 steps of the exact flow map (256 keep its error near 1e-7)."""
 
-    ode_steps: int = attrs.field(default=256, validator=attrs.validators.ge(10))
+    ode_steps: int = attrs.field(default=256, validator=interval(10, integer=True))
 
 
 class TransitionError(Metric):

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from genflow.config.domains import hex_digest, interval, non_negative, positive, text
 from genflow.errors import ConfigError, GenflowError
 from genflow.interfaces import DataSpec, TextEncoder
 from genflow.text.tokenizer import Tokenizer
@@ -37,13 +38,13 @@ class TransformerTextConfig:
     of the embedding while no tokenizer is set; ``max_length``: captions are truncated to this many
     tokens (with a warning); ``dim``, ``depth``, ``heads``: the transformer."""
 
-    tokenizer: str = ""
-    tokenizer_sha256: str = ""
-    vocab_size: int = 1000
-    max_length: int = 64
-    dim: int = 256
-    depth: int = 2
-    heads: int = 4
+    tokenizer: str = attrs.field(default="", validator=text(empty=True))
+    tokenizer_sha256: str = attrs.field(default="", validator=hex_digest())
+    vocab_size: int = attrs.field(default=1000, validator=interval(4, integer=True))
+    max_length: int = attrs.field(default=64, validator=positive())
+    dim: int = attrs.field(default=256, validator=positive())
+    depth: int = attrs.field(default=2, validator=non_negative())
+    heads: int = attrs.field(default=4, validator=positive())
 
 
 class EncoderLayer(nn.Module):

@@ -17,6 +17,7 @@ from typing import Any
 import attrs
 from filelock import FileLock
 
+from genflow import cli_numbers as numbers
 from genflow.config import RunConfig
 from genflow.errors import GenflowError
 from genflow.plugins import PluginManager
@@ -87,7 +88,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="tokenizer_command", metavar="ACTION", parser_class=type(parser))
     train = sub.add_parser("train", help="train a sentencepiece tokenizer on a store's captions")
     train.add_argument("--data", required=True, metavar="STORE", help="a latent store with captions (path or URL)")
-    train.add_argument("--vocab-size", type=int, default=1000, help="vocabulary size, an upper bound (default 1000)")
+    train.add_argument("--vocab-size", type=numbers.positive, default=1000, help="vocabulary size, an upper bound (default 1000)")
     train.add_argument("--out", required=True, metavar="FILE", help="the sentencepiece model to write")
 
 

@@ -38,6 +38,13 @@ class EMA:
             decay = min(average.decay, (1 + average.num_updates) / (10 + average.num_updates))
             torch._foreach_lerp_(average.shadow_params, self.params, 1.0 - decay)
 
+    def nonfinite(self) -> list[str]:
+        """``"<decay>/<param name>"`` of every shadow holding a NaN or an infinity (this rank's
+        shards only: callers agree across ranks)."""
+        return [f"{decay}/{name}" for decay, average in self.averages.items()
+                for name, shadow in zip(self.names, average.shadow_params, strict=True)
+                if not bool(torch.isfinite(local_shard(shadow)).all())]
+
     @contextlib.contextmanager
     def applied(self, decay: float | None = None) -> Iterator[nn.Module]:
         """Temporarily load the EMA weights (the first decay unless named) into the model."""
@@ -69,3 +76,9 @@ class EMA:
                 if loaded is not shadow:
                     shadow.copy_(loaded)
             average.num_updates = int(state[f"{decay}/num_updates"])
+
+
+def local_shard(tensor: torch.Tensor) -> torch.Tensor:
+    """This rank's shard of a DTensor (FSDP2), the tensor itself otherwise."""
+    to_local = getattr(tensor, "to_local", None)
+    return to_local() if to_local is not None else tensor

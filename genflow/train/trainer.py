@@ -36,7 +36,7 @@ from genflow.plugins import PluginManager
 from genflow.sample import generate, preview_conditions
 from genflow.train import checkpoint
 from genflow.train.distributed import World, all_reduce_mean, barrier, broadcast_from_main, init_world, shard
-from genflow.train.ema import EMA
+from genflow.train.ema import EMA, local_shard
 from genflow.train.logger import RunLogger
 from genflow.train.schedule import lr_lambda
 from genflow.train.signals import StopRequest
@@ -440,8 +440,23 @@ class Trainer:
                                     stop="signal", metrics=self._last_row, sample_steps=self.config.sample.steps)
         return self.step
 
+    def _check_finite_weights(self) -> None:
+        """A run whose weights or EMA weights end with a NaN or an infinity (e.g. a too large
+        ``train.lr``) fails here: nothing non-finite is checkpointed or exported as ``model.pt``."""
+        bad = [name for name, p in self.model.named_parameters() if not bool(torch.isfinite(local_shard(p)).all())]
+        bad += [f"ema {name}" for name in self.ema.nonfinite()]
+        count = torch.tensor([float(len(bad))], device=self.world.device)
+        if float(all_reduce_mean(count, self.world).item()) > 0:
+            where = f" (first: {bad[0]})" if bad else " (on another rank)"
+            raise GenflowError(
+                f"training ended at step {self.step} with non-finite weights{where}; they are not exported "
+                "and no final checkpoint is written (lower train.lr); "
+                f"any checkpoint written before is kept in {self.run_dir / 'checkpoints'}"
+            )
+
     def _finish(self) -> None:
         self.logger.close_progress()  # what follows (samples, the summary) prints below the bar
+        self._check_finite_weights()
         latest = checkpoint.latest_checkpoint(self.run_dir)
         if latest is None or latest[0] != self.step:
             self.save_checkpoint()

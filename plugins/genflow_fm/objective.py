@@ -5,6 +5,7 @@ from __future__ import annotations
 import attrs
 import torch
 
+from genflow.config.domains import finite, non_negative, positive, unit
 from genflow.guidance import drop_labels
 from genflow.interfaces import Backbone, Batch, DataSpec, Objective, ObjectiveOutput, ProbabilityPath
 from genflow.losses import finite_mean
@@ -15,10 +16,10 @@ from genflow.timesteps import logit_normal, resolution_shift, shift_factor
 class FlowMatchingConfig:
     """``t ~ logit-normal(p_mean, p_std)``; ``label_dropout`` of labels become the null class."""
 
-    p_mean: float = 0.0
-    p_std: float = 1.0
-    label_dropout: float = 0.1
-    base_resolution: int = 0
+    p_mean: float = attrs.field(default=0.0, validator=finite())
+    p_std: float = attrs.field(default=1.0, validator=positive(integer=False))
+    label_dropout: float = attrs.field(default=0.1, validator=unit())
+    base_resolution: int = attrs.field(default=0, validator=non_negative())
 
 
 class FlowMatching(Objective):

@@ -6,6 +6,7 @@ import attrs
 import torch
 from torch import Tensor
 
+from genflow.config.domains import non_negative
 from genflow.guidance import guided_velocity
 from genflow.interfaces import Backbone, Condition, DataSpec, ProbabilityPath, Sampler
 from genflow.timesteps import shift_factor, time_grid
@@ -13,9 +14,11 @@ from genflow.timesteps import shift_factor, time_grid
 
 @attrs.frozen(kw_only=True)
 class ODESamplerConfig:
-    """``base_resolution`` > 0 applies the resolution shift to the time grid (docs/math.md section 5)."""
+from genflow.guidance import guided_velocity
+from genflow.interfaces import Backbone, Condition, DataSpec, ProbabilityPath, Sampler
+from genflow.timesteps import shift_factor, time_grid
 
-    base_resolution: int = 0
+    base_resolution: int = attrs.field(default=0, validator=non_negative())
 
 
 class ODESampler(Sampler):

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from genflow.config.domains import positive
 from genflow.errors import GenflowError
 from genflow.interfaces import Backbone, Derivative, TimeFunction, expand_like
 from genflow.rng import preserved_rng
@@ -48,7 +49,7 @@ class DdeConfig:
     bf16) the provider recomputes ``F(t)`` in fp32 itself, which is accurate but saves nothing.
     """
 
-    epsilon: float = attrs.field(default=0.005, validator=attrs.validators.gt(0.0))
+    epsilon: float = attrs.field(default=0.005, validator=positive(integer=False))
     precision: Literal["fp32", "model"] = "model"
     batched: bool = True
     stencil: Literal["central", "one-sided"] = "central"

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from genflow.config.domains import non_negative
 from genflow.errors import ConfigError
 from genflow.interfaces import Backbone, Condition, DataSpec
 from genflow.nn import TimestepEmbedder
@@ -84,11 +85,11 @@ class DiTConfig:
     """
 
     preset: PresetName = "debug"
-    hidden_size: int = 0
-    depth: int = 0
-    heads: int = 0
-    patch_size: int = 0
-    adaln_rank: int = 0
+    hidden_size: int = attrs.field(default=0, validator=non_negative())
+    depth: int = attrs.field(default=0, validator=non_negative())
+    heads: int = attrs.field(default=0, validator=non_negative())
+    patch_size: int = attrs.field(default=0, validator=non_negative())
+    adaln_rank: int = attrs.field(default=0, validator=non_negative())
     grad_checkpointing: bool = False
     text_pooled: bool = True
     qk_norm: QkNorm = attrs.field(default="rms", validator=attrs.validators.in_(("rms", "layer")))
@@ -396,7 +397,7 @@ def _check_projector(config: DiTConfig, arch: Preset) -> None:
 
 def _check_arch(arch: Preset, spec: DataSpec) -> None:
     if not spec.is_image:
-        raise ConfigError(f"backbone 'tim-dit' needs image data (C, H, W), got a sample shape {spec.shape}")
+        raise ConfigError(f"backbone 'tim-dit' needs image data (C, H, W), got a sample shape {spec.shape}; for points use --backbone mlp")
     if spec.text and spec.text_dim < 1:
         raise ConfigError("backbone 'tim-dit' with captions needs the text encoder's width (DataSpec.text_dim); "
                           "build it through genflow.build.build_backbone")

@@ -10,6 +10,7 @@ import torch
 from attrs import validators
 from torch import Tensor
 
+from genflow.config.domains import DomainError, finite, non_negative, one_of, positive, text, unit
 from genflow.errors import ConfigError, GenflowError
 from genflow.guidance import drop_labels, has_condition, null_condition
 from genflow.interfaces import (
@@ -34,12 +35,13 @@ from genflow.objectives import (
 )
 from genflow.timesteps import logit_normal, resolution_shift, shift_factor
 from genflow_tim.repa import ENCODERS, RepresentationAlignment, build_encoder
+from genflow_tim.sampler import INTERVAL
 
 DiffusionTime = Literal["max", "single"]
 GuidanceTargetVariant = Literal["official", "guided-tangent"]
 GUIDANCE_TARGET_VARIANTS = ("official", "guided-tangent")
 
-_unit = validators.and_(validators.ge(0.0), validators.le(1.0))
+_unit = unit()
 
 
 @attrs.frozen(kw_only=True)
@@ -80,40 +82,39 @@ class TimObjectiveConfig:
     ``repa_decoder`` (``"identity"``: the data are pixels) with ``repa_decoder_pretrained``.
     """
 
-    p_mean: float = -0.4
-    p_std: float = attrs.field(default=1.0, validator=validators.gt(0.0))
+    p_mean: float = attrs.field(default=-0.4, validator=finite())
+    p_std: float = attrs.field(default=1.0, validator=positive(integer=False))
     diffusion_ratio: float = attrs.field(default=0.7, validator=_unit)
     consistency_ratio: float = attrs.field(default=0.1, validator=_unit)
     diffusion_t: DiffusionTime = attrs.field(default="single", validator=validators.in_(("max", "single")))
-    diffusion_p_mean: float = -1.2
+    diffusion_p_mean: float = attrs.field(default=-1.2, validator=finite())
     weighting: Weighting = attrs.field(default="tangent", validator=validators.in_(WEIGHTINGS))
-    sigma_d: float = attrs.field(default=1.0, validator=validators.gt(0.0))
+    sigma_d: float = attrs.field(default=1.0, validator=positive(integer=False))
     adaptive: bool = True
-    adaptive_eps: float = attrs.field(default=1e-5, validator=validators.gt(0.0))
-    adaptive_groups: int = attrs.field(default=8, validator=validators.ge(0))
-    diagonal_groups: int = attrs.field(default=0, validator=validators.ge(0))
+    adaptive_eps: float = attrs.field(default=1e-5, validator=positive(integer=False))
+    adaptive_groups: int = attrs.field(default=8, validator=non_negative())
+    diagonal_groups: int = attrs.field(default=0, validator=non_negative())
     directional: bool = False
     label_dropout: float = attrs.field(default=0.1, validator=_unit)
     guidance_target: bool = False
-    guidance_target_scale: float = 0.75
-    guidance_target_interval: tuple[float, float] = (0.3, 0.8)
+    guidance_target_scale: float = attrs.field(default=0.75, validator=finite())
+    guidance_target_interval: tuple[float, float] = attrs.field(default=(0.3, 0.8), validator=INTERVAL)
     guidance_target_variant: GuidanceTargetVariant = attrs.field(
         default="official", validator=validators.in_(GUIDANCE_TARGET_VARIANTS)
     )
-    base_resolution: int = attrs.field(default=0, validator=validators.ge(0))
-    repa_weight: float = attrs.field(default=0.0, validator=validators.ge(0.0))
-    repa_encoder: str = attrs.field(default="random", validator=validators.in_(ENCODERS))
-    repa_encoder_path: str = ""
-    repa_encoder_repo: str = ""
-    repa_decoder: str = "identity"
-    repa_decoder_pretrained: str = ""
+    base_resolution: int = attrs.field(default=0, validator=non_negative())
+    repa_weight: float = attrs.field(default=0.0, validator=non_negative(integer=False))
+    repa_encoder: str = attrs.field(default="random", validator=one_of(ENCODERS))
+    repa_encoder_path: str = attrs.field(default="", validator=text(empty=True))
+    repa_encoder_repo: str = attrs.field(default="", validator=text(empty=True))
+    repa_decoder: str = attrs.field(default="identity", validator=text())
+    repa_decoder_pretrained: str = attrs.field(default="", validator=text(empty=True))
 
     def __attrs_post_init__(self) -> None:
-        if self.diffusion_ratio + self.consistency_ratio > 1:
-            raise ValueError(
-                f"diffusion_ratio + consistency_ratio must be <= 1, got "
-                f"{self.diffusion_ratio} + {self.consistency_ratio}"
-            )
+        if self.diffusion_ratio + self.consistency_ratio > 1:  # the two row groups share one batch
+            raise DomainError("consistency_ratio", self.consistency_ratio,
+                              f"a number <= 1 - diffusion_ratio = {1 - self.diffusion_ratio:g} (the ratios share "
+                              "the batch)")
 
 
 #: The loss settings of the reference implementation (docs/math.md s5-s6), as config overrides.

@@ -6,12 +6,15 @@ import math
 
 import attrs
 import torch
-from attrs import validators
 from torch import Tensor
 
+from genflow.config.domains import each, non_negative, unit
 from genflow.guidance import guidance_active, guided_velocity
 from genflow.interfaces import Backbone, Condition, DataSpec, ProbabilityPath, Sampler
 from genflow.timesteps import shift_factor, time_grid
+
+#: A closed sub-interval ``[lo, hi]`` of ``[0, 1]`` (times as a fraction of ``t_max``).
+INTERVAL = each(unit(), min_len=2, max_len=2, ordered=True)
 
 
 @attrs.frozen(kw_only=True)
@@ -25,9 +28,9 @@ class TransitionSamplerConfig:
     first or last step. ``base_resolution`` > 0 applies the resolution shift to the time grid.
     """
 
-    guidance_interval: tuple[float, float] = (0.0, 1.0)
-    stochasticity: float = attrs.field(default=0.0, validator=validators.ge(0.0))
-    base_resolution: int = attrs.field(default=0, validator=validators.ge(0))
+    guidance_interval: tuple[float, float] = attrs.field(default=(0.0, 1.0), validator=INTERVAL)
+    stochasticity: float = attrs.field(default=0.0, validator=non_negative(integer=False))
+    base_resolution: int = attrs.field(default=0, validator=non_negative())
 
 
 class TransitionSampler(Sampler):

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from genflow.config.domains import each, positive
 from genflow.errors import ConfigError
 from genflow.interfaces import Backbone, Condition, DataSpec
 from genflow.nn import TimestepEmbedder
@@ -33,10 +34,10 @@ class UNetConfig:
     block (lowest resolution); ``text_pooled``: with captions, add the pooled caption to ``c``; ``patch``: space-to-depth factor of the stem (``p x p`` pixels become
     one position with ``C p^2`` channels, undone at the output), which divides the cost by ``p^2``."""
 
-    channels: tuple[int, ...] = (32, 64, 128)
-    patch: int = 2
-    blocks_per_level: int = 1
-    embedding_dim: int = 128
+    channels: tuple[int, ...] = attrs.field(default=(32, 64, 128), validator=each(positive()))
+    patch: int = attrs.field(default=2, validator=positive())
+    blocks_per_level: int = attrs.field(default=1, validator=positive())
+    embedding_dim: int = attrs.field(default=128, validator=positive())
     attention: bool = True
     text_pooled: bool = True
 
@@ -219,7 +220,7 @@ class UNet(Backbone):
 
 def _check(config: UNetConfig, spec: DataSpec) -> None:
     if not spec.is_image:
-        raise ConfigError(f"backbone 'unet' needs image data (C, H, W), got a sample shape {spec.shape}")
+        raise ConfigError(f"backbone 'unet' needs image data (C, H, W), got a sample shape {spec.shape}; for points use --backbone mlp")
     if spec.text and spec.text_dim < 1:
         raise ConfigError("backbone 'unet' with captions needs the text encoder's width (DataSpec.text_dim); "
                           "build it through genflow.build.build_backbone")

@@ -12,6 +12,7 @@ import pytest
 import zarr
 
 from genflow.cli import main
+from tests.corpus import bad_stores
 from tests.unit.train import crafted
 
 
@@ -32,8 +33,25 @@ def crafted_runs(tmp_path_factory, finished_run) -> pathlib.Path:
     return root
 
 
+@pytest.fixture(scope="module")
+def damaged_stores(tmp_path_factory) -> pathlib.Path:
+    """A small good shapes store and one damaged copy per ``bad_stores.DAMAGES`` entry."""
+    from genflow.data.autoencoders import Identity
+    from genflow.data.pipeline import prepare_store
+    from genflow.data.shapes import ShapesConfig
+    from genflow.data.sources import ShapesSource
+
+    root = tmp_path_factory.mktemp("stores")
+    good = root / "good.zarr"
+    prepare_store(ShapesSource(ShapesConfig(resolution=8, count=48)), Identity(), str(good), progress=False)
+    for name in bad_stores.DAMAGES:
+        bad_stores.damaged_copy(good, root, name)
+    bad_stores.corrupt_zip(root)
+    return root
+
+
 @pytest.fixture
-def workspace(tmp_path, finished_run, crafted_runs) -> pathlib.Path:
+def workspace(tmp_path, finished_run, crafted_runs, damaged_stores) -> pathlib.Path:
     """A folder holding a copy of a finished run, a text file, a broken TOML file, an empty folder,
     a Python file, a zarr group that is no genflow store and the crafted runs."""
     shutil.copytree(finished_run, tmp_path / "run")
@@ -48,6 +66,10 @@ def workspace(tmp_path, finished_run, crafted_runs) -> pathlib.Path:
         meta.write_bytes(b"garbage")
     for name in ("evil", "evilopt", "evilpt", "escape", "badstate", "nometa"):
         shutil.copytree(crafted_runs / name, tmp_path / name)
+    shutil.copytree(damaged_stores, tmp_path / "stores")
+    (tmp_path / "latin1.toml").write_bytes("[train]\n# caf\xe9\nsteps = 3\n".encode("latin-1"))
+    (tmp_path / "deep.toml").write_text("x = " + "[" * 2000 + "]" * 2000 + "\n")
+    (tmp_path / "huge.toml").write_text("# padding\n" * 200_000)
     return tmp_path
 
 
@@ -87,10 +109,10 @@ CASES: list[tuple[str, list[str], str]] = [
     ("unknown option", ["train", "--bogus"], "unrecognized arguments: --bogus"),
     ("resume without run dir", ["train", "--resume"], "--resume needs --run-dir"),
     ("bad plugin option", ["plugins", "-p", "genflow_tim"], "expected -p no:NAME"),
-    ("nproc not a number", ["train", "--nproc", "two"], "argument --nproc: invalid int value: 'two'"),
+    ("nproc not a number", ["train", "--nproc", "two"], "argument --nproc: expected an integer in 0..1024 (ASCII digits), got 'two'"),
     ("bad shape", ["model-info", "--config", "debug", "--shape", "4,x"], "--shape '4,x': expected integers"),
     ("bad step list", ["sample", f"{W}/run", "--steps", "0,-1,abc"], "--steps '0,-1,abc': expected positive integers"),
-    ("zero samples", ["sample", f"{W}/run", "--num", "0"], "--num 0: expected a positive number"),
+    ("zero samples", ["sample", f"{W}/run", "--num", "0"], "argument --num: 0 is outside 1..1000000"),
     ("class of an unconditional run", ["sample", f"{W}/run", "--class", "3"], "this run is unconditional"),
     ("checkpoint step absent", ["sample", f"{W}/run", "--checkpoint", "999"], "has no checkpoint at step 999"),
     # run folders and environment
@@ -144,6 +166,83 @@ CASES: list[tuple[str, list[str], str]] = [
     ("prepare over a file", ["prepare", "--dataset", "toy2d", "--out", f"{W}/file.txt"], "exists and is not a genflow store"),
     ("prepare to an unknown protocol", ["prepare", "--dataset", "toy2d", "--out", "nosuchproto://x.zarr"],
      "Protocol not known: nosuchproto"),
+    # config values of the right type outside their domain (genflow.config.domains)
+    ("zero batch", ["config", "train.batch_size=0"], "train.batch_size = 0: expected an integer > 0"),
+    ("negative log interval", ["config", "train.log_every=-5"], "train.log_every = -5: expected an integer > 0"),
+    ("negative checkpoint interval", ["config", "train.checkpoint_every=-1"], "train.checkpoint_every = -1"),
+    ("zero grad accumulation", ["config", "train.grad_accumulation=0"], "train.grad_accumulation = 0"),
+    ("infinite lr", ["config", "train.lr=inf"], "train.lr: expected a finite number, got inf"),
+    ("nan lr", ["config", "train.lr=nan"], "train.lr: expected a finite number, got nan"),
+    ("negative lr", ["config", "train.lr=-1e-3"], "train.lr = -0.001: expected a number > 0"),
+    ("negative weight decay", ["config", "train.weight_decay=-0.1"], "train.weight_decay = -0.1"),
+    ("zero adam eps", ["config", "train.eps=0"], "train.eps = 0.0: expected a number > 0"),
+    ("ema decay of one", ["config", "train.ema_decay=[1.0]"], "train.ema_decay = [1.0]: expected a list"),
+    ("empty ema list", ["config", "train.ema_decay=[]"], "train.ema_decay = []: expected a list of at least 1"),
+    ("adam beta of one", ["config", "train.betas=[0.9, 1.0]"], "train.betas = [0.9, 1.0]: expected a list of 2"),
+    ("negative adam beta", ["config", "train.betas=[-0.1, 0.9]"], "each a number in [0, 1)"),
+    ("infinite time budget", ["config", "train.max_minutes=inf"], "train.max_minutes: expected a finite number"),
+    ("zero non-finite budget", ["config", "train.max_nonfinite_steps=0"], "train.max_nonfinite_steps = 0"),
+    ("negative seed", ["config", "train.seed=-1"], "train.seed = -1: expected an integer >= 0"),
+    ("integer past 64 bits", ["config", "train.steps=99999999999999999999"], "within 64 bits"),
+    ("empty sample steps", ["config", "sample.steps=[]"], "sample.steps = []: expected a list"),
+    ("zero sample step", ["config", "sample.steps=[0, 4]"], "sample.steps = [0, 4]"),
+    ("zero sample count", ["config", "sample.num=0"], "sample.num = 0"),
+    ("nan guidance in config", ["config", "sample.guidance=nan"], "sample.guidance: expected a finite number"),
+    ("zero mlp width", ["config", "--backbone", "mlp", "backbone.hidden=0"], "backbone.hidden = 0"),
+    ("zero unet channel", ["config", "--backbone", "unet", "backbone.channels=[0, 8]"], "backbone.channels = [0, 8]"),
+    ("empty unet channels", ["config", "--backbone", "unet", "backbone.channels=[]"], "backbone.channels = []"),
+    ("negative dit size", ["config", "--backbone", "tim-dit", "backbone.depth=-2"], "backbone.depth = -2"),
+    ("zero dde epsilon", ["config", "--derivative", "dde", "derivative.epsilon=0"], "derivative.epsilon = 0.0"),
+    ("infinite sigma_d", ["config", "--objective", "tim", "objective.sigma_d=inf"], "objective.sigma_d: expected a finite"),
+    ("fm dropout above one", ["config", "--objective", "fm", "objective.label_dropout=1.5"], "objective.label_dropout = 1.5"),
+    ("reversed guidance interval", ["config", "--sampler", "transition", "sampler.guidance_interval=[0.9, 0.1]"],
+     "in increasing order"),
+    ("negative stochasticity", ["config", "--sampler", "transition", "sampler.stochasticity=-1"],
+     "sampler.stochasticity = -1.0"),
+    ("zero toy std", ["config", "--data", "toy2d", "data.std=0"], "data.std = 0.0: expected a number > 0"),
+    ("negative workers", ["config", "--data", "shapes", "data.num_workers=-1"], "data.num_workers = -1"),
+    ("repeated shapes", ["config", "--data", "shapes", 'data.shapes=["star", "star"]'], "no item twice"),
+    ("zero text width", ["config", "text_encoder.dim=0"], "text_encoder.dim = 0"),
+    ("bad tokenizer checksum", ["config", 'text_encoder.tokenizer_sha256="xyz"'], "64 lowercase hex digits"),
+    # config files: size, depth, encoding, empty --config
+    ("config not utf-8", ["config", "--config", f"{W}/latin1.toml"], "is not UTF-8 text (byte"),
+    ("config nested too deep", ["config", "--config", f"{W}/deep.toml"], "more than 16 levels deep"),
+    ("config too large", ["config", "--config", f"{W}/huge.toml"], "is larger than 1048576 bytes"),
+    ("empty --config", ["train", "--config", "", "--dry-run"], "--config '': empty"),
+    ("override nested too deep", ["config", "train.betas=" + "[" * 500 + "]" * 500], "more than 16 levels deep"),
+    # CLI numbers beyond what they can hold, non-finite numbers
+    ("huge --num", ["sample", f"{W}/run", "--num", "10" * 20], "argument --num:"),
+    ("seed past 64 bits", ["sample", f"{W}/run", "--seed", str(2**64)], "argument --seed:"),
+    ("negative seed option", ["sample", f"{W}/run", "--seed", "-1"], "argument --seed: -1 is outside"),
+    ("unicode digits", ["sample", f"{W}/run", "--num", "\u0661\u0662"], "(ASCII digits)"),
+    ("unicode class", ["sample", f"{W}/run", "--class", "\u0663"], "argument --class:"),
+    ("nan guidance", ["sample", f"{W}/run", "--guidance", "nan"], "argument --guidance: expected a finite number"),
+    ("infinite guidance, eval", ["eval", f"{W}/run", *EVAL, "--guidance", "inf"], "argument --guidance:"),
+    ("zero eval batch", ["eval", f"{W}/run", *EVAL, "--batch-size", "0"], "argument --batch-size:"),
+    ("negative checkpoint", ["sample", f"{W}/run", "--checkpoint", "-4"], "argument --checkpoint:"),
+    ("huge nproc", ["train", "--nproc", "100000"], "argument --nproc: 100000 is outside"),
+    ("prepare zero count", ["prepare", "--dataset", "toy2d", "--count", "0", "--out", f"{W}/t.zarr"], "argument --count:"),
+    ("tokenizer vocab in other digits", ["tokenizer", "train", "--data", f"{W}/x", "--vocab-size", "\u0968", "--out",
+                                         f"{W}/t.model"], "argument --vocab-size:"),
+    # --dry-run checks the data as a start would, and writes nothing
+    ("dry run, missing store", ["train", "--dry-run", "--data", f"{W}/nowhere.zarr", "--run-dir", f"{W}/new7"],
+     "no genflow store at"),
+    ("dry run, damaged store", ["train", "--dry-run", "--data", f"{W}/stores/labels_out_of_range.zarr",
+                                "--run-dir", f"{W}/new8"], "labels holds 999"),
+    ("dry run, batch split", ["train", "--dry-run", "--config", "debug", "train.batch_size=63",
+                              "train.grad_accumulation=2"], "is not divisible"),
+    ("dry run, points for an image backbone", ["train", "--dry-run", "--data", "toy2d", "--backbone", "unet"],
+     "for points use --backbone mlp"),
+    # stores whose contents disagree with their metadata, opened by train and by check
+    *[(f"store: {name}", ["train", "--data", f"{W}/stores/{name.replace(' ', '_')}.zarr", "--run-dir", f"{W}/new9"],
+       phrase) for name, (_, phrase) in bad_stores.DAMAGES.items()],
+    *[(f"check: {name}", ["check", f"{W}/stores/{name.replace(' ', '_')}.zarr"], phrase)
+      for name, (_, phrase) in bad_stores.DAMAGES.items()],
+    ("corrupt zip store", ["train", "--data", f"{W}/stores/corrupt.zip", "--run-dir", f"{W}/new10"],
+     "is not a readable zip archive"),
+    ("check a corrupt zip store", ["check", f"{W}/stores/corrupt.zip"], "is not a readable zip archive"),
+    ("check a missing path", ["check", f"{W}/nowhere"], "does not exist; give a latent store"),
+    ("check an empty folder", ["check", f"{W}/empty"], "no genflow store at"),
 ]
 
 
@@ -161,4 +260,4 @@ def test_bad_input(workspace, crafted_runs, capsys, argv, message):
 
 
 def test_the_corpus_is_large():
-    assert len(CASES) >= 40
+    assert len(CASES) >= 140
