@@ -18,6 +18,7 @@ import attrs
 import torch
 from torch import Tensor, nn
 
+from genflow.config.domains import Domain
 from genflow.errors import GenflowError
 from genflow.registry import Component
 
@@ -55,7 +56,7 @@ class IdentityConfig:
     """``channels``: 1 (grey) or 3 (RGB) image channels, stored as they are; 0 (the default) takes
     the source's (``genflow prepare`` resolves it, so a store records 1 or 3)."""
 
-    channels: int = 0
+    channels: int = attrs.field(default=0, validator=Domain("0 (the source's), 1 or 3", lambda v: v in (0, 1, 3)))
 
 
 class Identity(Autoencoder):

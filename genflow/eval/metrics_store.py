@@ -17,6 +17,7 @@ import attrs
 from torch import Tensor
 
 from genflow.build import cache_dir
+from genflow.config.domains import non_negative, positive
 from genflow.data.dataset import StoreDataset
 from genflow.data.splits import holdout_store
 from genflow.data.store import LatentStore
@@ -74,7 +75,7 @@ class StoreFeatureConfig:
     """``reference``: most real images for the statistics (0: as many as samples); ``classifier``:
     how the store's classifier is trained (see ``StoreClassifierConfig``)."""
 
-    reference: int = attrs.field(default=5000, validator=attrs.validators.ge(0))
+    reference: int = attrs.field(default=5000, validator=non_negative())
     classifier: StoreClassifierConfig = StoreClassifierConfig()
 
 
@@ -170,8 +171,8 @@ class PixelDistanceConfig:
     """``projections``: random directions of the sliced distance; ``reference``: most real images
     (0: as many as samples; the distance uses ``min(samples, real)`` of each)."""
 
-    projections: int = attrs.field(default=512, validator=attrs.validators.ge(1))
-    reference: int = attrs.field(default=0, validator=attrs.validators.ge(0))
+    projections: int = attrs.field(default=512, validator=positive())
+    reference: int = attrs.field(default=0, validator=non_negative())
 
 
 class SlicedWassersteinPixels(Metric):

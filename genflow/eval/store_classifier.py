@@ -26,6 +26,7 @@ import torch
 from filelock import FileLock
 from torch import Tensor, nn
 
+from genflow.config.domains import interval, non_negative, positive, unit
 from genflow.data.dataset import StoreDataset
 from genflow.data.reader import RowReader
 from genflow.data.sources import digest
@@ -46,16 +47,16 @@ class StoreClassifierConfig:
     ``validation``: fraction of training images held out for the accuracy when the store has no
     held-out split; ``seed``: every random draw."""
 
-    train_count: int = attrs.field(default=20000, validator=attrs.validators.ge(10))
-    steps: int = attrs.field(default=1500, validator=attrs.validators.ge(1))
-    batch_size: int = attrs.field(default=64, validator=attrs.validators.ge(1))
-    lr: float = attrs.field(default=3e-3, validator=attrs.validators.gt(0))
-    noise: float = attrs.field(default=0.15, validator=attrs.validators.ge(0))
-    blur: float = attrs.field(default=0.5, validator=attrs.validators.ge(0))
-    width: int = attrs.field(default=16, validator=attrs.validators.ge(1))
-    features: int = attrs.field(default=128, validator=attrs.validators.ge(2))
-    validation: float = attrs.field(default=0.2, validator=[attrs.validators.gt(0), attrs.validators.lt(1)])
-    seed: int = 1
+    train_count: int = attrs.field(default=20000, validator=interval(10))
+    steps: int = attrs.field(default=1500, validator=positive())
+    batch_size: int = attrs.field(default=64, validator=positive())
+    lr: float = attrs.field(default=3e-3, validator=positive(integer=False))
+    noise: float = attrs.field(default=0.15, validator=non_negative(integer=False))
+    blur: float = attrs.field(default=0.5, validator=non_negative(integer=False))
+    width: int = attrs.field(default=16, validator=positive())
+    features: int = attrs.field(default=128, validator=interval(2))
+    validation: float = attrs.field(default=0.2, validator=unit(low_open=True, high_open=True))
+    seed: int = attrs.field(default=1, validator=non_negative())
 
 
 @attrs.frozen(kw_only=True)

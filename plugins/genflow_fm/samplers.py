@@ -14,9 +14,7 @@ from genflow.timesteps import shift_factor, time_grid
 
 @attrs.frozen(kw_only=True)
 class ODESamplerConfig:
-from genflow.guidance import guided_velocity
-from genflow.interfaces import Backbone, Condition, DataSpec, ProbabilityPath, Sampler
-from genflow.timesteps import shift_factor, time_grid
+    """``base_resolution`` > 0 applies the resolution shift to the time grid (docs/math.md section 5)."""
 
     base_resolution: int = attrs.field(default=0, validator=non_negative())
 

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from genflow.config.domains import non_negative
+from genflow.config.domains import non_negative, positive
 from genflow.errors import ConfigError
 from genflow.interfaces import Backbone, Condition, DataSpec
 from genflow.nn import TimestepEmbedder
@@ -95,9 +95,9 @@ class DiTConfig:
     qk_norm: QkNorm = attrs.field(default="rms", validator=attrs.validators.in_(("rms", "layer")))
     rope_pairs: RopePairs = attrs.field(default="half", validator=attrs.validators.in_(("half", "interleaved")))
     rope_first_axis: RopeFirstAxis = attrs.field(default="row", validator=attrs.validators.in_(("row", "col")))
-    projector_out: int = attrs.field(default=0, validator=attrs.validators.ge(0))
-    projector_dim: int = attrs.field(default=2048, validator=attrs.validators.ge(1))
-    projector_depth: int = attrs.field(default=0, validator=attrs.validators.ge(0))
+    projector_out: int = attrs.field(default=0, validator=non_negative())
+    projector_dim: int = attrs.field(default=2048, validator=positive())
+    projector_depth: int = attrs.field(default=0, validator=non_negative())
 
     def resolve(self) -> Preset:
         """The preset with this config's non-zero overrides applied."""

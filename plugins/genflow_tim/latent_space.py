@@ -13,9 +13,9 @@ from typing import Any
 
 import attrs
 import torch
-from attrs import validators
 from torch import Tensor
 
+from genflow.config.domains import each, non_negative, positive, text
 from genflow.errors import ConfigError, GenflowError
 from genflow.interfaces import Batch, BatchLoader, Dataset, DataSpec
 
@@ -26,11 +26,11 @@ class LatentSpaceConfig:
     ``num_classes``); ``autoencoder``: a registered autoencoder name (``identity``: samples stay in
     model space) with its ``pretrained`` hub id or folder; ``url``: a latent store with training data."""
 
-    shape: tuple[int, ...] = attrs.field(default=(4, 32, 32))
-    num_classes: int = attrs.field(default=0, validator=validators.ge(0))
-    autoencoder: str = "identity"
-    pretrained: str = ""
-    url: str = ""
+    shape: tuple[int, ...] = attrs.field(default=(4, 32, 32), validator=each(positive(), min_len=3, max_len=3))
+    num_classes: int = attrs.field(default=0, validator=non_negative())
+    autoencoder: str = attrs.field(default="identity", validator=text())
+    pretrained: str = attrs.field(default="", validator=text(empty=True))
+    url: str = attrs.field(default="", validator=text(empty=True))
 
     @shape.validator
     def _check_shape(self, _: object, shape: tuple[int, ...]) -> None:
