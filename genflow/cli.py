@@ -100,39 +100,43 @@ def _data_kind(name: str, url: object) -> str | None:
     return None
 
 
-def _keep_backbone(args: argparse.Namespace, file_data: dict, selectors: dict[str, str | None]) -> None:
+def _keep_backbone(args: argparse.Namespace, file_data: dict, selectors: dict[str, str | None]) -> str | None:
     """``--data`` replaces the config's dataset. The config's backbone, with its options, stays when
     the new data is of the same kind (images for images); otherwise the new dataset's default
-    backbone replaces it, with a one-line notice. ``--backbone`` always wins."""
+    backbone replaces it, and the one-line notice that says so is returned. ``--backbone`` always
+    wins."""
     backbone, old = file_data.get("backbone"), file_data.get("data")
     if selectors.get("data") is None or selectors.get("backbone") is not None or not isinstance(backbone, dict):
-        return
+        return None
     old = old if isinstance(old, dict) else {}
     name = backbone.get("name")
     url = args.data if selectors["data"] == "store" else None
     if not isinstance(name, str) or (old.get("name") == selectors["data"] and old.get("url") == url):
-        return
+        return None
     old_kind, new_kind = _data_kind(str(old.get("name", "")), old.get("url")), _data_kind(str(selectors["data"]), url)
     if new_kind is None and url is not None:
-        return  # an unreadable store: building the dataset says what is wrong, in one line
+        return None  # an unreadable store: building the dataset says what is wrong, in one line
     if old_kind is not None and old_kind == new_kind:
         selectors["backbone"] = name
-    else:
-        print(f"genflow: note: --data {args.data} is not the kind of data the config's backbone '{name}' was set "
-              "for, so the dataset's default backbone replaces it (pass --backbone NAME to choose)", file=sys.stderr)
+        return None
+    return (f"genflow: note: --data {args.data} is not the kind of data the config's backbone '{name}' was set "
+            "for, so the dataset's default backbone replaces it (pass --backbone NAME to choose)")
 
 
 def _load_config(args: argparse.Namespace, manager, base: str | None = None):  # noqa: ANN001, ANN202
     from genflow import config as cfg
 
     selectors, extra = _selectors(args, manager)
-    config_file = args.config or base
+    config_file = args.config if args.config is not None else base
     file_data = cfg.read_config_file(config_file) if config_file and args.data is not None else {}
-    _keep_backbone(args, file_data, selectors)
+    notice = _keep_backbone(args, file_data, selectors)
     train = file_data.get("train")
     if args.config is None and isinstance(train, dict) and train.get("max_minutes"):
         extra.append("train.max_minutes=0")  # the demo's time cap is the demo's, not one's own data's
-    return cfg.load(manager, config_file=config_file, selectors=selectors, overrides=[*extra, *args.overrides])
+    config = cfg.load(manager, config_file=config_file, selectors=selectors, overrides=[*extra, *args.overrides])
+    if notice:  # said once the config is valid: a bad input stays one line
+        print(notice, file=sys.stderr)
+    return config
 
 
 # ------------------------------------------------------------------------------------------------
