@@ -14,7 +14,7 @@ from genflow.timesteps import resolution_shift, shift_factor
 
 @attrs.frozen(kw_only=True)
 class ODESamplerConfig:
-    """``base_resolution`` > 0 applies the resolution shift to the time grid (arXiv 2509.04394, s4)."""
+    """``base_resolution`` > 0 applies the resolution-dependent shift to the time grid (genflow.timesteps.resolution_shift)."""
 
     base_resolution: int = attrs.field(default=0, validator=non_negative())
 
