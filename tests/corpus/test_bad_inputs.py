@@ -67,6 +67,8 @@ def workspace(tmp_path, finished_run, crafted_runs, damaged_stores) -> pathlib.P
     for name in ("evil", "evilopt", "evilpt", "escape", "badstate", "nometa"):
         shutil.copytree(crafted_runs / name, tmp_path / name)
     shutil.copytree(damaged_stores, tmp_path / "stores")
+    (tmp_path / "noweights").mkdir()
+    shutil.copy(finished_run / "config.toml", tmp_path / "noweights" / "config.toml")
     (tmp_path / "latin1.toml").write_bytes("[train]\n# caf\xe9\nsteps = 3\n".encode("latin-1"))
     (tmp_path / "deep.toml").write_text("x = " + "[" * 2000 + "]" * 2000 + "\n")
     (tmp_path / "huge.toml").write_text("# padding\n" * 200_000)
@@ -243,6 +245,9 @@ CASES: list[tuple[str, list[str], str]] = [
     ("check a corrupt zip store", ["check", f"{W}/stores/corrupt.zip"], "is not a readable zip archive"),
     ("check a missing path", ["check", f"{W}/nowhere"], "does not exist; give a latent store"),
     ("check an empty folder", ["check", f"{W}/empty"], "no genflow store at"),
+    ("check a run without weights", ["check", f"{W}/noweights"], "has neither model.pt nor a checkpoint"),
+    ("check a run with damaged weights", ["check", f"{W}/corrupt"], "model.pt' is damaged or not a torch file"),
+    ("check a run with crafted weights", ["check", f"{W}/evilpt"], "holds objects other than tensors"),
 ]
 
 
