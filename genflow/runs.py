@@ -16,6 +16,7 @@ from genflow.plugins import PluginManager
 from genflow.train import checkpoint
 from genflow.train.distributed import World
 from genflow.train.ema import EMA
+from genflow.train.rundir import stored_config
 
 FINAL_WEIGHTS = "model.pt"
 
@@ -64,7 +65,7 @@ def load_run(run_dir: pathlib.Path, manager: PluginManager, *, step: int | None 
     config_path = run_dir / "config.toml"
     if not run_dir.is_dir() or not config_path.is_file():
         raise GenflowError(f"'{run_dir}' is not a genflow run folder (no config.toml)")
-    config = cfg.resolve(cfg.read_config_file(str(config_path)), manager)
+    config = stored_config(run_dir, manager)  # config.toml with the changes its resumes recorded
     components = build_components(config, manager)
     backbone = materialize(build_backbone(config, manager, components.spec, meta=True), torch.device("cpu"), 0)
     final = run_dir / FINAL_WEIGHTS

@@ -52,6 +52,9 @@ class TrainConfig:
     ``compile_tuning`` also tunes the launch settings of inductor's generated kernels (its
     ``coordinate_descent_tuning``): about a minute more compilation for XL/2, and steps 2-4% faster
     on an H200 (docs/performance.md); worth it for long runs.
+
+    ``dist_timeout_minutes`` bounds how long a rank waits for the others (joining, each
+    collective) before it fails; 0 is 2 minutes on CPU and 10 on GPUs (docs/runs.md).
     """
 
     steps: int = 2000
@@ -79,6 +82,7 @@ class TrainConfig:
     fsdp_mixed_precision: bool = False
     max_nonfinite_steps: int = 10
     max_minutes: float = 0.0
+    dist_timeout_minutes: float = attrs.field(default=0.0, validator=attrs.validators.ge(0.0))
 
 
 @attrs.frozen(kw_only=True)

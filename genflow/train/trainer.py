@@ -146,7 +146,7 @@ class Trainer:
         self.train = config.train
         self.manager = manager
         self.run_dir = run_dir
-        self.world: World = init_world(self.train.device)
+        self.world: World = init_world(self.train.device, self.train.dist_timeout_minutes)
         self._check_batch()
         self.components: Components = build_components(config, manager)
         self.model = self._build_model()
@@ -294,9 +294,10 @@ class Trainer:
         return step
 
     def _run(self, stop: StopRequest) -> int:
-        if self.world.is_main:
+        if self.world.is_main:  # written once: ``genflow train`` writes it before, a resume never
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            checkpoint.write_text_atomic(self.run_dir / RESOLVED_CONFIG, cfg.to_toml(self.config))
+            if not (self.run_dir / RESOLVED_CONFIG).exists():
+                checkpoint.write_text_atomic(self.run_dir / RESOLVED_CONFIG, cfg.to_toml(self.config))
         barrier(self.world)
         self.manager.hook.genflow_train_start(config=self.config, run_dir=self.run_dir, step=self.step)
         generator = torch.Generator(self.world.device)
