@@ -38,6 +38,16 @@ def check_output_dir(path: pathlib.Path, option: str) -> None:
             raise GenflowError(f"{option} '{path}' {what}, not a folder; choose another path")
 
 
+def check_replaceable(folder: pathlib.Path, names: list[str], option: str, overwrite: bool) -> None:
+    """The files ``names`` that a command is about to write into ``folder``: none that exists is
+    replaced without ``--overwrite`` (one line, exit 2, before anything is written)."""
+    existing = [name for name in dict.fromkeys(names) if (folder / name).exists()]
+    if existing and not overwrite:
+        shown = ", ".join(existing[:4]) + (f" and {len(existing) - 4} more" if len(existing) > 4 else "")
+        raise GenflowError(f"{option} '{folder}' already holds {shown}; pass --overwrite to replace "
+                           f"{'it' if len(existing) == 1 else 'them'}, or choose another {option}")
+
+
 def _load_final(backbone: Backbone, path: pathlib.Path) -> None:
     # weights_only: a crafted file is refused (UnsafeFileError), never unpickled with its code
     payload = safe_load.load_weights(path)

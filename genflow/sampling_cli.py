@@ -17,7 +17,7 @@ import torch
 
 from genflow.errors import GenflowError
 from genflow.plugins import PluginManager
-from genflow.runs import LoadedRun, check_output_dir, load_run
+from genflow.runs import LoadedRun, check_output_dir, check_replaceable, load_run
 from genflow.sample import generate, sample_conditions, text_conditions
 from genflow.visualize import plot_prompt_grid, plot_samples
 
@@ -46,6 +46,7 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, steps_default: str 
     parser.add_argument("--guidance", type=float, help="classifier-free guidance scale (1 = off; default: the run's)")
     parser.add_argument("--seed", type=int, help="noise seed (default: the run's sample.seed)")
     parser.add_argument("--out", help=f"output folder (default: {out_default})")
+    parser.add_argument("--overwrite", action="store_true", help="replace output files that exist")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where to sample")
 
 
@@ -98,11 +99,13 @@ def run_sample(args: argparse.Namespace, manager: PluginManager) -> int:
     if prompts or spec.text:
         return _sample_prompts(args, run, prompts, steps, seed, guidance, device)
     cond = sample_conditions(spec, num, device, args.class_label)
+    out = pathlib.Path(args.out) if args.out else run_dir / "samples"
+    check_output_dir(out, "--out")
+    check_replaceable(out, [*(f"samples_{k}steps.{ext}" for k in steps for ext in ("npy", "png")), "samples.png",
+                            *(["labels.npy"] if cond.labels is not None else [])], "--out", args.overwrite)
     samples = generate(run.backbone, run.components.sampler, spec, steps=steps, num=num, seed=seed,
                        device=device, guidance=guidance, cond=cond)
     samples = {k: run.components.dataset.decode(v).cpu() for k, v in samples.items()}
-    out = pathlib.Path(args.out) if args.out else run_dir / "samples"
-    check_output_dir(out, "--out")
     out.mkdir(parents=True, exist_ok=True)
     reference = None if spec.is_image else run.components.dataset.reference(num, seed=seed + 7).x
     if cond.labels is not None:  # row i of every array was asked for class labels[i]
@@ -137,11 +140,13 @@ def _sample_prompts(args: argparse.Namespace, run: LoadedRun, prompts: list[str]
     per_prompt = DEFAULT_PER_PROMPT if args.num is None else args.num
     captions = [p for p in prompts for _ in range(per_prompt)]
     cond = text_conditions(captions, tokenize, device)
+    out = pathlib.Path(args.out) if args.out else pathlib.Path(args.run_dir) / "samples"
+    check_output_dir(out, "--out")
+    check_replaceable(out, ["prompts.txt", "samples.png", *(f"samples_{k}steps.npy" for k in steps)], "--out",
+                      args.overwrite)
     samples = generate(run.backbone, run.components.sampler, spec, steps=steps, num=len(captions), seed=seed,
                        device=device, guidance=guidance, cond=cond)
     samples = {k: run.components.dataset.decode(v).cpu() for k, v in samples.items()}
-    out = pathlib.Path(args.out) if args.out else pathlib.Path(args.run_dir) / "samples"
-    check_output_dir(out, "--out")
     out.mkdir(parents=True, exist_ok=True)
     (out / "prompts.txt").write_text("".join(c.replace("\n", " ") + "\n" for c in captions), encoding="utf-8")
     for k, x in samples.items():

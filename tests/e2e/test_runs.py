@@ -132,3 +132,29 @@ def test_metrics_hold_each_step_once_after_a_resume(capsys, tmp_path):
     assert code == 0, err
     steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3, 4, 5, 6]
+
+
+def test_sample_never_replaces_a_file_without_overwrite(capsys, tmp_path, finished_run):
+    run = copy_run(finished_run, tmp_path)
+    before = files(run)
+    code, _, err = run_cli(capsys, "sample", str(run), "--out", str(run), "--steps", "1", "--num", "8")
+    assert code == 2 and f"--out '{run}' already holds samples.png; pass --overwrite" in err
+    assert files(run) == before  # the run's own samples.png is untouched
+    assert run_cli(capsys, "sample", str(run), "--steps", "1", "--num", "8")[0] == 0
+    grid = (run / "samples" / "samples_1steps.npy").read_bytes()
+    code, _, err = run_cli(capsys, "sample", str(run), "--steps", "1", "--num", "8", "--seed", "3")
+    assert code == 2 and "samples_1steps.npy" in err and (run / "samples" / "samples_1steps.npy").read_bytes() == grid
+    code, _, err = run_cli(capsys, "sample", str(run), "--steps", "1", "--num", "8", "--seed", "3", "--overwrite")
+    assert code == 0, err
+    assert (run / "samples" / "samples_1steps.npy").read_bytes() != grid
+
+
+def test_eval_never_replaces_its_outputs_without_overwrite(capsys, tmp_path, finished_run):
+    run = copy_run(finished_run, tmp_path)
+    argv = ["eval", str(run), "--steps", "1", "--num", "16", "--no-progress"]
+    code, _, err = run_cli(capsys, *argv)
+    assert code == 0, err
+    table = (run / "eval" / "eval.json").read_bytes()
+    code, _, err = run_cli(capsys, *argv, "--seed", "4")
+    assert code == 2 and "already holds eval.json" in err and (run / "eval" / "eval.json").read_bytes() == table
+    assert run_cli(capsys, *argv, "--seed", "4", "--overwrite")[0] == 0
