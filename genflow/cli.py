@@ -165,12 +165,11 @@ def _opener(config, run_dir: pathlib.Path | None, resume: bool, overrides: list[
     from genflow.config import to_toml
     from genflow.train import rundir
 
-    def decide() -> tuple[pathlib.Path, object]:
+    def decide() -> rundir.Opened:
         if resume:
             assert run_dir is not None
-            return run_dir, rundir.open_resumed_run(run_dir, overrides, changed)
-        chosen = run_dir or rundir.default_run_dir(config.objective.name)
-        return chosen, rundir.open_new_run(chosen, to_toml(config))
+            return rundir.open_resumed_run(run_dir, overrides, changed)
+        return rundir.open_new_run(run_dir or rundir.default_run_dir(config.objective.name), to_toml(config))
 
     return decide
 

@@ -1,10 +1,11 @@
 """The run folder of ``genflow train``: decided once by rank 0, agreed by every rank (docs/runs.md).
 
 Rank 0 resolves the folder (``--run-dir``, or ``runs/<time>-<objective>`` made unique), checks that
-genflow may write there, takes the run lock and writes ``config.toml`` (new runs) or records the
-explicit changes of a resume (``changes.jsonl``); then it broadcasts the folder, or the one-line
+genflow may write there and takes the run lock; then it broadcasts the folder, or the one-line
 error, to every rank. Each rank checks that it sees rank 0's lock file: a folder that is not shared
-by every node is an error at start, not a hang at the first checkpoint.
+by every node is an error at start (rank 0 removes the folder it created), not a hang at the first
+checkpoint. Then rank 0 writes ``config.toml`` (new runs) or records the explicit changes of a
+resume (``changes.jsonl``).
 
 A run's ``config.toml`` is written once. ``genflow train --resume RUN KEY=VALUE ...`` records each
 resume's overrides as one line of ``changes.jsonl``; the run's config is ``config.toml`` with every
@@ -13,6 +14,7 @@ recorded change applied in order (:func:`stored_config`).
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import pathlib
@@ -20,6 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import attrs
 import torch
 import torch.distributed as dist
 
@@ -105,40 +108,55 @@ def check_new_run_dir(run_dir: pathlib.Path) -> None:
     if run_dir.is_dir() and holds_run(run_dir):
         raise GenflowError(f"run folder '{run_dir}' already holds a run; continue it with "
                            f"genflow train --resume {run_dir}, or choose another --run-dir")
-    if run_dir.is_dir() and any(run_dir.iterdir()):
+    if run_dir.is_dir() and any(p.name != LOCK for p in run_dir.iterdir()):  # a lock alone: a start that failed
         raise GenflowError(f"--run-dir '{run_dir}' is a folder with files that are not a genflow run; genflow "
                            "starts runs only in new or empty folders: choose another --run-dir")
 
 
-def open_new_run(run_dir: pathlib.Path, config_toml: str) -> RunLock:
-    """Create the folder, take its lock, write ``config.toml`` (rank 0 of a new run)."""
+@attrs.frozen
+class Opened:
+    """Rank 0's open run folder: its lock, whether rank 0 created the folder, and what to write
+    once every rank has agreed (``config.toml``, or a recorded change)."""
+
+    run_dir: pathlib.Path
+    lock: RunLock
+    created: bool
+    commit: Callable[[], None]
+
+
+def open_new_run(run_dir: pathlib.Path, config_toml: str) -> Opened:
+    """Create the folder and take its lock; ``commit`` writes ``config.toml`` (rank 0, new run)."""
     check_new_run_dir(run_dir)
+    created = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
     lock = RunLock(run_dir)
     lock.acquire()
-    try:
-        if holds_run(run_dir):  # another run started here between the check and the lock
-            check_new_run_dir(run_dir)
+    if holds_run(run_dir):  # another run started here between the check and the lock
+        lock.release()
+        check_new_run_dir(run_dir)
+
+    def commit() -> None:
         from genflow.train.checkpoint import write_text_atomic
 
         write_text_atomic(run_dir / CONFIG, config_toml)
-    except BaseException:
-        lock.release()
-        raise
-    return lock
+
+    return Opened(run_dir=run_dir, lock=lock, created=created, commit=commit)
 
 
-def open_resumed_run(run_dir: pathlib.Path, overrides: Sequence[str], changed: Sequence[str]) -> RunLock:
-    """Take the lock of an existing run and record this resume's explicit ``overrides`` when they
-    change the config (``changed``: the keys they change)."""
+def open_resumed_run(run_dir: pathlib.Path, overrides: Sequence[str], changed: Sequence[str]) -> Opened:
+    """Take the lock of an existing run; ``commit`` records this resume's explicit ``overrides``
+    when they change the config (``changed``: the keys they change)."""
     lock = RunLock(run_dir)
     lock.acquire()
-    if changed:
-        record = {"time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                  "overrides": list(overrides), "changed": list(changed)}
-        with (run_dir / CHANGES).open("a") as f:
-            f.write(json.dumps(record) + "\n")
-    return lock
+
+    def commit() -> None:
+        if changed:
+            record = {"time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                      "overrides": list(overrides), "changed": list(changed)}
+            with (run_dir / CHANGES).open("a") as f:
+                f.write(json.dumps(record) + "\n")
+
+    return Opened(run_dir=run_dir, lock=lock, created=False, commit=commit)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -146,40 +164,53 @@ def open_resumed_run(run_dir: pathlib.Path, overrides: Sequence[str], changed: S
 # ------------------------------------------------------------------------------------------------
 
 
-def agree(world: World, decide: Callable[[], tuple[pathlib.Path, RunLock]]) -> tuple[pathlib.Path, RunLock | None]:
-    """Rank 0 runs ``decide``; every rank returns its folder, or raises its ``GenflowError``.
-    The lock is returned on rank 0 only."""
-    lock: RunLock | None = None
+def agree(world: World, decide: Callable[[], Opened]) -> tuple[pathlib.Path, RunLock | None]:
+    """Rank 0 runs ``decide``; once every rank sees its folder, rank 0 commits. Every rank returns
+    the folder (and rank 0 its lock) or raises the same ``GenflowError``."""
+    opened: Opened | None = None
+    message: dict[str, Any] = {}
     if world.is_main:
         try:
-            run_dir, lock = decide()
-            message = {"run_dir": str(run_dir), "token": lock.token}
+            opened = decide()
+            message = {"run_dir": str(opened.run_dir), "token": opened.lock.token}
         except GenflowError as exc:
             message = {"error": str(exc)}
-    else:
-        message = {}
     message = _broadcast_json(message, world)
     if "error" in message:
         raise GenflowError(message["error"])
     run_dir = pathlib.Path(message["run_dir"])
-    _check_shared(run_dir, message["token"], world, lock)
-    return run_dir, lock
+    blind = _blind_ranks(run_dir, message["token"], world)
+    if blind:
+        if opened is not None:
+            _undo(opened)
+        raise GenflowError(f"rank {', '.join(map(str, blind))} cannot see the run folder '{run_dir}' that rank 0 "
+                           "opened: every node needs it on a shared file system (give --run-dir a path on one)")
+    if opened is not None:
+        try:
+            opened.commit()
+        except BaseException:
+            opened.lock.release()
+            raise
+    return run_dir, None if opened is None else opened.lock
 
 
-def _check_shared(run_dir: pathlib.Path, token: str, world: World, lock: RunLock | None) -> None:
-    """Every rank sees rank 0's lock file (the folder is on a file system all nodes share)."""
+def _undo(opened: Opened) -> None:
+    """Release the lock, and remove the folder if rank 0 created it for this run."""
+    opened.lock.release()
+    if opened.created:
+        with contextlib.suppress(OSError):
+            opened.run_dir.rmdir()
+
+
+def _blind_ranks(run_dir: pathlib.Path, token: str, world: World) -> list[int]:
+    """The ranks that do not see rank 0's lock file (the folder is not shared with their node)."""
     if not world.distributed:
-        return
+        return []
     holder = read_holder(run_dir / LOCK)
     blind = torch.zeros(world.world_size, dtype=torch.int32, device=world.device)
     blind[world.rank] = int(holder is None or holder.get("token") != token)
     dist.all_reduce(blind)
-    if blind.any():
-        if lock is not None:
-            lock.release()
-        ranks = ", ".join(str(r) for r in blind.nonzero().flatten().tolist())
-        raise GenflowError(f"rank {ranks} cannot see the run folder '{run_dir}' that rank 0 created: every node "
-                           "needs it on a shared file system (give --run-dir a path on one)")
+    return [int(r) for r in blind.nonzero().flatten().tolist()]
 
 
 def _broadcast_json(message: dict[str, Any], world: World) -> dict[str, Any]:
