@@ -99,6 +99,9 @@ def _load_config(args: argparse.Namespace, manager, base: str | None = None):  #
 def _run_dir_argument(args: argparse.Namespace) -> tuple[pathlib.Path | None, bool]:
     """``--run-dir`` and ``--resume [RUN]``: the folder named (if any) and whether to resume."""
     named = args.resume if isinstance(args.resume, str) else None
+    if named is not None and "=" in named and args.run_dir is not None:  # --run-dir R --resume KEY=VALUE
+        args.overrides.insert(0, named)
+        named = None
     if named is not None and args.run_dir is not None and pathlib.Path(named) != pathlib.Path(args.run_dir):
         raise GenflowError(f"--resume '{named}' and --run-dir '{args.run_dir}' name two runs; give one of them")
     run_dir = named or args.run_dir
