@@ -48,7 +48,7 @@ def launch_local(nproc: int, argv: list[str]) -> int:
         failed = _first_failure(codes)
         # exit code 2: the rank printed its own genflow error line
         if failed is not None and codes[failed][1] != 2 and not stopped:
-            print(f"genflow: error: {_describe(failed, codes[failed][1])}; the other ranks were stopped. "
+            print(f"genflow: error: {_describe(failed, codes[failed][1])}; the other ranks have ended. "
                   f"{_resume_hint(info)}", file=sys.stderr)
     del store
     if failed is None:
