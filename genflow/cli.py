@@ -133,6 +133,13 @@ def _resume_config(args: argparse.Namespace, manager, run_dir: pathlib.Path):  #
                                f"{args.config or 'the selectors given'}; a resumed run trains its stored config: "
                                "drop --config and the selectors, and change values explicitly with KEY=VALUE "
                                "(recorded in the run's changes.jsonl)")
+    from genflow.train.checkpoint import latest_checkpoint
+
+    latest = latest_checkpoint(run_dir)
+    if latest is not None and latest[0] > config.train.steps:
+        raise GenflowError(f"train.steps = {config.train.steps} is before the run's latest checkpoint (step "
+                           f"{latest[0]}); to train on, give a larger value: genflow train --resume {run_dir} "
+                           "train.steps=N")
     return config, rundir.differences(stored, config)
 
 
@@ -193,7 +200,7 @@ def _train(args: argparse.Namespace, manager, config, world, decide) -> int:  # 
         trainer = Trainer(config, manager, run_dir, resume=bool(args.resume), progress=not args.no_progress)
         step = trainer.run()
     except GenflowError as exc:
-        if world.is_main or not world.distributed:
+        if world.is_main or not isinstance(exc, rundir.AgreedError):
             print(f"genflow: error: {exc}", file=sys.stderr)
         code = exc.exit_code
     except Exception as exc:

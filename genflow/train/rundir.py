@@ -32,6 +32,11 @@ from genflow.plugins import PluginManager
 from genflow.train.distributed import World
 from genflow.train.runlock import LOCK, RunLock, read_holder
 
+
+class AgreedError(GenflowError):
+    """Rank 0's error, raised on every rank (rank 0 alone reports it)."""
+
+
 CONFIG = "config.toml"
 CHANGES = "changes.jsonl"
 #: Keys a resumed run fills in itself (the tokenizer found for the stored config's data).
@@ -177,13 +182,13 @@ def agree(world: World, decide: Callable[[], Opened]) -> tuple[pathlib.Path, Run
             message = {"error": str(exc)}
     message = _broadcast_json(message, world)
     if "error" in message:
-        raise GenflowError(message["error"])
+        raise AgreedError(message["error"])
     run_dir = pathlib.Path(message["run_dir"])
     blind = _blind_ranks(run_dir, message["token"], world)
     if blind:
         if opened is not None:
             _undo(opened)
-        raise GenflowError(f"rank {', '.join(map(str, blind))} cannot see the run folder '{run_dir}' that rank 0 "
+        raise AgreedError(f"rank {', '.join(map(str, blind))} cannot see the run folder '{run_dir}' that rank 0 "
                            "opened: every node needs it on a shared file system (give --run-dir a path on one)")
     if opened is not None:
         try:

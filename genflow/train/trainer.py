@@ -210,6 +210,10 @@ class Trainer:
         if found is None:
             return
         step, path = found
+        if step > self.train.steps:
+            raise GenflowError(f"train.steps = {self.train.steps} is before the run's latest checkpoint (step {step}); "
+                               f"to train on, give a larger value: genflow train --resume {self.run_dir} "
+                               f"train.steps=N")
         state = self._state()
         checkpoint.load(state, path, self.world)
         set_state_dict(self.model, self.optimizer, model_state_dict=state["model"],

@@ -158,3 +158,11 @@ def test_eval_never_replaces_its_outputs_without_overwrite(capsys, tmp_path, fin
     code, _, err = run_cli(capsys, *argv, "--seed", "4")
     assert code == 2 and "already holds eval.json" in err and (run / "eval" / "eval.json").read_bytes() == table
     assert run_cli(capsys, *argv, "--seed", "4", "--overwrite")[0] == 0
+
+
+def test_resume_to_fewer_steps_than_trained_is_refused(capsys, tmp_path, finished_run):
+    run = copy_run(finished_run, tmp_path)
+    before = files(run)
+    code, _, err = run_cli(capsys, "train", "--resume", str(run), "--no-progress", "train.steps=3")
+    assert code == 2 and "train.steps = 3 is before the run's latest checkpoint (step 4)" in err
+    assert files(run) == before
