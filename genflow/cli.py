@@ -191,13 +191,21 @@ def _train(args: argparse.Namespace, manager, config, world, decide) -> int:  # 
     from genflow.train.launch import announce
     from genflow.train.trainer import Trainer
 
-    lock = None
+    opened = None
     run_dir: pathlib.Path | None = None
     try:
-        run_dir, lock = rundir.agree(world, decide)
+        run_dir, opened = rundir.agree(world, decide)
         if world.is_main:
             announce(run_dir)
-        trainer = Trainer(config, manager, run_dir, resume=bool(args.resume), progress=not args.no_progress)
+        try:
+            trainer = Trainer(config, manager, run_dir, resume=bool(args.resume), progress=not args.no_progress)
+        except BaseException:
+            if opened is not None:  # nothing of a run that could not be built stays behind
+                opened.abandon()
+                opened = None
+            raise
+        if opened is not None:
+            opened.commit()
         step = trainer.run()
     except GenflowError as exc:
         if world.is_main or not isinstance(exc, rundir.AgreedError):
@@ -217,8 +225,8 @@ def _train(args: argparse.Namespace, manager, config, world, decide) -> int:  # 
         if not code and world.is_main:
             print(f"genflow: trained to step {step}; run folder: {run_dir}")
     finally:
-        if lock is not None:
-            lock.release()
+        if opened is not None:
+            opened.lock.release()
     if world.distributed:
         exit_rank(code)
     shutdown_world()

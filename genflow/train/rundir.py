@@ -4,8 +4,9 @@ Rank 0 resolves the folder (``--run-dir``, or ``runs/<time>-<objective>`` made u
 genflow may write there and takes the run lock; then it broadcasts the folder, or the one-line
 error, to every rank. Each rank checks that it sees rank 0's lock file: a folder that is not shared
 by every node is an error at start (rank 0 removes the folder it created), not a hang at the first
-checkpoint. Then rank 0 writes ``config.toml`` (new runs) or records the explicit changes of a
-resume (``changes.jsonl``).
+checkpoint. Once the run is built (model, data, the resumed checkpoint), rank 0 writes
+``config.toml`` (new runs) or records the explicit changes of a resume (``changes.jsonl``); a run
+that fails to build leaves nothing behind.
 
 A run's ``config.toml`` is written once. ``genflow train --resume RUN KEY=VALUE ...`` records each
 resume's overrides as one line of ``changes.jsonl``; the run's config is ``config.toml`` with every
@@ -18,6 +19,7 @@ import contextlib
 import datetime
 import json
 import pathlib
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -120,17 +122,39 @@ def check_new_run_dir(run_dir: pathlib.Path) -> None:
 
 @attrs.frozen
 class Opened:
-    """Rank 0's open run folder: its lock, whether rank 0 created the folder, and what to write
-    once every rank has agreed (``config.toml``, or a recorded change)."""
+    """Rank 0's open run folder and its lock. Once the run is built (every rank sees the folder, the
+    model, data and checkpoint loaded), :meth:`commit` writes ``config.toml`` (a new run) or records
+    the resume's change; :meth:`abandon` undoes the opening when that fails."""
 
     run_dir: pathlib.Path
     lock: RunLock
+    #: A new run: the folder was new or empty, so everything in it is this run's.
+    new_run: bool
+    #: rank 0 created the folder itself
     created: bool
-    commit: Callable[[], None]
+    write: Callable[[], None]
+
+    def commit(self) -> None:
+        try:
+            self.write()
+        except BaseException:
+            self.lock.release()
+            raise
+
+    def abandon(self) -> None:
+        """Release the lock; a new run also removes what it wrote (and the folder it created)."""
+        if self.new_run:
+            for child in self.run_dir.iterdir():
+                if child.name != LOCK:
+                    shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+        self.lock.release()
+        if self.created:
+            with contextlib.suppress(OSError):
+                self.run_dir.rmdir()
 
 
 def open_new_run(run_dir: pathlib.Path, config_toml: str) -> Opened:
-    """Create the folder and take its lock; ``commit`` writes ``config.toml`` (rank 0, new run)."""
+    """Create the folder and take its lock (rank 0 of a new run); committing writes ``config.toml``."""
     check_new_run_dir(run_dir)
     created = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -140,28 +164,28 @@ def open_new_run(run_dir: pathlib.Path, config_toml: str) -> Opened:
         lock.release()
         check_new_run_dir(run_dir)
 
-    def commit() -> None:
+    def write() -> None:
         from genflow.train.checkpoint import write_text_atomic
 
         write_text_atomic(run_dir / CONFIG, config_toml)
 
-    return Opened(run_dir=run_dir, lock=lock, created=created, commit=commit)
+    return Opened(run_dir=run_dir, lock=lock, new_run=True, created=created, write=write)
 
 
 def open_resumed_run(run_dir: pathlib.Path, overrides: Sequence[str], changed: Sequence[str]) -> Opened:
-    """Take the lock of an existing run; ``commit`` records this resume's explicit ``overrides``
+    """Take the lock of an existing run; committing records this resume's explicit ``overrides``
     when they change the config (``changed``: the keys they change)."""
     lock = RunLock(run_dir)
     lock.acquire()
 
-    def commit() -> None:
+    def write() -> None:
         if changed:
             record = {"time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                       "overrides": list(overrides), "changed": list(changed)}
             with (run_dir / CHANGES).open("a") as f:
                 f.write(json.dumps(record) + "\n")
 
-    return Opened(run_dir=run_dir, lock=lock, created=False, commit=commit)
+    return Opened(run_dir=run_dir, lock=lock, new_run=False, created=False, write=write)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -169,9 +193,9 @@ def open_resumed_run(run_dir: pathlib.Path, overrides: Sequence[str], changed: S
 # ------------------------------------------------------------------------------------------------
 
 
-def agree(world: World, decide: Callable[[], Opened]) -> tuple[pathlib.Path, RunLock | None]:
-    """Rank 0 runs ``decide``; once every rank sees its folder, rank 0 commits. Every rank returns
-    the folder (and rank 0 its lock) or raises the same ``GenflowError``."""
+def agree(world: World, decide: Callable[[], Opened]) -> tuple[pathlib.Path, Opened | None]:
+    """Rank 0 runs ``decide``; every rank returns the folder once every rank sees it (rank 0 also
+    its :class:`Opened`), or raises the same ``AgreedError``."""
     opened: Opened | None = None
     message: dict[str, Any] = {}
     if world.is_main:
@@ -187,24 +211,10 @@ def agree(world: World, decide: Callable[[], Opened]) -> tuple[pathlib.Path, Run
     blind = _blind_ranks(run_dir, message["token"], world)
     if blind:
         if opened is not None:
-            _undo(opened)
+            opened.abandon()
         raise AgreedError(f"rank {', '.join(map(str, blind))} cannot see the run folder '{run_dir}' that rank 0 "
                            "opened: every node needs it on a shared file system (give --run-dir a path on one)")
-    if opened is not None:
-        try:
-            opened.commit()
-        except BaseException:
-            opened.lock.release()
-            raise
-    return run_dir, None if opened is None else opened.lock
-
-
-def _undo(opened: Opened) -> None:
-    """Release the lock, and remove the folder if rank 0 created it for this run."""
-    opened.lock.release()
-    if opened.created:
-        with contextlib.suppress(OSError):
-            opened.run_dir.rmdir()
+    return run_dir, opened
 
 
 def _blind_ranks(run_dir: pathlib.Path, token: str, world: World) -> list[int]:
