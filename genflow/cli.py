@@ -7,7 +7,6 @@ import argparse
 import os
 import pathlib
 import sys
-import time
 import warnings
 from collections.abc import Sequence
 
@@ -144,40 +143,69 @@ def _load_config(args: argparse.Namespace, manager, base: str | None = None):  #
 # ------------------------------------------------------------------------------------------------
 
 
-def _default_run_dir(objective: str) -> pathlib.Path:
-    return pathlib.Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{objective}"
+def _run_dir_argument(args: argparse.Namespace) -> tuple[pathlib.Path | None, bool]:
+    """``--run-dir`` and ``--resume [RUN]``: the folder named (if any) and whether to resume."""
+    named = args.resume if isinstance(args.resume, str) else None
+    if named is not None and "=" in named and args.run_dir is not None:  # --run-dir R --resume KEY=VALUE
+        args.overrides.insert(0, named)
+        named = None
+    if named is not None and args.run_dir is not None and pathlib.Path(named) != pathlib.Path(args.run_dir):
+        raise GenflowError(f"--resume '{named}' and --run-dir '{args.run_dir}' name two runs; give one of them")
+    run_dir = named or args.run_dir
+    resume = bool(args.resume)
+    if resume and run_dir is None:
+        raise GenflowError("--resume needs the run to continue: genflow train --resume RUN_DIR")
+    return (pathlib.Path(run_dir) if run_dir else None), resume
 
 
-def _check_run_dir(run_dir: pathlib.Path, resume: bool) -> None:
+def _resume_config(args: argparse.Namespace, manager, run_dir: pathlib.Path):  # noqa: ANN001, ANN202
+    """A resumed run trains its stored config; ``KEY=VALUE`` overrides change it (recorded in the
+    run). ``--config`` and selectors are accepted only when they agree with the stored config."""
     from genflow.runs import check_output_dir
-    from genflow.train.checkpoint import list_checkpoints
+    from genflow.train import rundir
 
-    if run_dir.exists() and not run_dir.is_dir():
-        raise GenflowError(f"--run-dir '{run_dir}' exists and is not a folder; choose another path")
-    check_output_dir(run_dir, "--run-dir")  # not below a file either
-    if not resume and run_dir.is_dir() and (list_checkpoints(run_dir) or (run_dir / "config.toml").exists()):
-        raise GenflowError(f"run folder '{run_dir}' already holds a run; pass --resume to continue it "
-                           "or choose another --run-dir")
-    if resume and not (run_dir / "config.toml").is_file():
+    check_output_dir(run_dir, "--resume")
+    if not (run_dir / rundir.CONFIG).is_file():
         raise GenflowError(f"--resume: '{run_dir}' holds no run (no config.toml); start one without --resume")
+    stored = rundir.stored_config(run_dir, manager)
+    config = rundir.stored_config(run_dir, manager, args.overrides)
+    selectors, extra = _selectors(args, manager)
+    if args.config or extra or any(selectors.values()):
+        from genflow import config as cfg
+
+        requested = cfg.load(manager, config_file=args.config or str(run_dir / rundir.CONFIG), selectors=selectors,
+                             overrides=[*extra, *args.overrides])
+        if differing := rundir.differences(requested, config):
+            raise GenflowError(f"--resume: {', '.join(differing[:6])} of the run's stored config differ from "
+                               f"{args.config or 'the selectors given'}; a resumed run trains its stored config: "
+                               "drop --config and the selectors, and change values explicitly with KEY=VALUE "
+                               "(recorded in the run's changes.jsonl)")
+    from genflow.train.checkpoint import latest_checkpoint
+
+    latest = latest_checkpoint(run_dir)
+    if latest is not None and latest[0] > config.train.steps:
+        raise GenflowError(f"train.steps = {config.train.steps} is before the run's latest checkpoint (step "
+                           f"{latest[0]}); to train on, give a larger value: genflow train --resume {run_dir} "
+                           "train.steps=N")
+    return config, rundir.differences(stored, config)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     if args.nproc and args.nproc > 1 and "WORLD_SIZE" not in os.environ:
-        return _relaunch_with_torchrun(args.nproc)
+        from genflow.train.launch import launch_local
+
+        return launch_local(args.nproc, _argv_without_nproc(sys.argv[1:]))
     manager = _manager(args)
-    if args.resume and args.run_dir is None:
-        raise GenflowError("--resume needs --run-dir DIR (the run to continue)")
-    run_dir = pathlib.Path(args.run_dir) if args.run_dir else None
-    if run_dir is not None:
-        _check_run_dir(run_dir, args.resume)
-    # Without --config a new run starts from the demo preset; a resumed one from its own config.
-    base = str(run_dir / "config.toml") if args.resume and run_dir is not None else DEFAULT_PRESET
-    config = _load_config(args, manager, base=base)
-    run_dir = run_dir or _default_run_dir(config.objective.name)
+    run_dir, resume = _run_dir_argument(args)
+    changed: list[str] = []
+    if resume:
+        assert run_dir is not None
+        config, changed = _resume_config(args, manager, run_dir)
+    else:
+        config = _load_config(args, manager, base=DEFAULT_PRESET)  # without --config: the demo preset
     from genflow.check import check_start, check_writable
 
-    check_writable(run_dir, resume=args.resume)
+    check_writable(run_dir or pathlib.Path("runs"), resume=resume)
     if args.dry_run:  # everything a real start checks, nothing written
         from genflow.config import to_toml
 
@@ -185,29 +213,96 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(to_toml(config), end="")
         return 0
     from genflow.text.setup import resolve_tokenizer
-    from genflow.train.distributed import exit_rank, shutdown_world
-    from genflow.train.trainer import Trainer
+    from genflow.train.distributed import init_world
 
     config = resolve_tokenizer(config, manager)  # captioned data: record (or train) the tokenizer
-    trainer = Trainer(config, manager, run_dir, resume=args.resume, progress=not args.no_progress)
-    trainer.run()
-    # 128 + N: the shell's convention for "ended by signal N"
-    code = 128 + trainer.stopped_by if trainer.stopped_by else 0  # the run printed its summary
-    if trainer.world.distributed:
+    world = init_world(config.train.device, config.train.dist_timeout_minutes)
+    return _train(args, manager, config, world, _opener(config, run_dir, resume, args.overrides, changed))
+
+
+def _opener(config, run_dir: pathlib.Path | None, resume: bool, overrides: list[str],  # noqa: ANN001, ANN202
+            changed: list[str]):
+    """Rank 0's decision: the folder, its lock, and ``config.toml`` or the recorded change."""
+    from genflow.config import to_toml
+    from genflow.train import rundir
+
+    def decide() -> rundir.Opened:
+        if resume:
+            assert run_dir is not None
+            return rundir.open_resumed_run(run_dir, overrides, changed)
+        return rundir.open_new_run(run_dir or rundir.default_run_dir(config.objective.name), to_toml(config))
+
+    return decide
+
+
+def _train(args: argparse.Namespace, manager, config, world, decide) -> int:  # noqa: ANN001
+    """Agree on the run folder, train, and end every rank with one exit code."""
+    from genflow.train import rundir
+    from genflow.train.distributed import LOST_RANK_EXIT, exit_rank, is_lost_rank, shutdown_world
+    from genflow.train.launch import announce
+    from genflow.train.trainer import Trainer
+
+    opened = None
+    run_dir: pathlib.Path | None = None
+    try:
+        run_dir, opened = rundir.agree(world, decide)
+        if world.is_main:
+            announce(run_dir)
+        try:
+            trainer = Trainer(config, manager, run_dir, resume=bool(args.resume), progress=not args.no_progress)
+        except BaseException:
+            if opened is not None:  # nothing of a run that could not be built stays behind
+                opened.abandon()
+                opened = None
+            raise
+        if opened is not None:
+            opened.commit()
+        trainer.run()
+    except GenflowError as exc:
+        if world.is_main or not isinstance(exc, rundir.AgreedError):
+            print(f"genflow: error: {exc}", file=sys.stderr)
+        code = exc.exit_code
+    except Exception as exc:
+        if not world.distributed or not is_lost_rank(exc):
+            raise
+        if "GENFLOW_LAUNCH_INFO" not in os.environ:  # under --nproc the launcher names the failed rank
+            detail = " ".join(str(exc).split())[:160]
+            print(f"genflow: error: rank {world.rank} lost contact with another rank, which died or hangs "
+                  f"({detail}); {_resume_line(run_dir)}", file=sys.stderr)
+        code = LOST_RANK_EXIT
+    else:
+        # 128 + N: the shell's convention for "ended by signal N"
+        code = 128 + trainer.stopped_by if trainer.stopped_by else 0  # the run printed its summary
+    finally:
+        if opened is not None:
+            opened.lock.release()
+    if world.distributed:
         exit_rank(code)
     shutdown_world()
     return code
 
 
-def _relaunch_with_torchrun(nproc: int) -> int:
-    """``genflow train --nproc N ...`` == ``torchrun --nproc_per_node N -m genflow train ...``."""
-    import subprocess
+def _resume_line(run_dir: pathlib.Path | None) -> str:
+    from genflow.train.checkpoint import latest_checkpoint
 
-    argv = [a for i, a in enumerate(sys.argv[1:]) if a != "--nproc" and sys.argv[i] != "--nproc"
-            and not a.startswith("--nproc=")]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-           "-m", "genflow", *argv]
-    return subprocess.call(cmd)
+    latest = latest_checkpoint(run_dir) if run_dir is not None else None
+    if run_dir is None or latest is None:
+        return "no complete checkpoint to continue from"
+    return f"last complete checkpoint: step {latest[0]}; continue with: genflow train --resume {run_dir}"
+
+
+def _argv_without_nproc(argv: list[str]) -> list[str]:
+    """``argv`` without ``--nproc N`` / ``--nproc=N``."""
+    kept: list[str] = []
+    skip = False
+    for item in argv:
+        if skip:
+            skip = False
+        elif item == "--nproc":
+            skip = True
+        elif not item.startswith("--nproc="):
+            kept.append(item)
+    return kept
 
 
 def cmd_config(args: argparse.Namespace) -> int:
@@ -389,12 +484,15 @@ def build_parser(command: str | None = None) -> ArgumentParser:
     train = sub.add_parser("train", help="train a model (default: the CPU demo)")
     _add_plugin_options(train)
     _add_config_options(train)
-    train.add_argument("--run-dir", help="run folder (default: runs/<time>-<objective>)")
-    train.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its latest checkpoint")
+    train.add_argument("--run-dir", help="run folder: new or empty (default: runs/<time>-<objective>)")
+    train.add_argument("--resume", nargs="?", const=True, default=False, metavar="RUN_DIR",
+                       help="continue a run (RUN_DIR, or --run-dir) from its latest checkpoint with its stored "
+                            "config; KEY=VALUE overrides change it and are recorded in the run")
     train.add_argument("--dry-run", action="store_true",
                        help="check what a start checks (config, data store, model, run folder), print the config, "
                             "write nothing")
-    train.add_argument("--nproc", type=numbers.integer(0, 1024), default=0, help="run N processes on this machine via torchrun")
+    train.add_argument("--nproc", type=numbers.integer(0, 1024), default=0,
+                       help="run N processes on this machine (as torchrun --nproc-per-node N would)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.set_defaults(func=cmd_train)
 

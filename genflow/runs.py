@@ -17,6 +17,7 @@ from genflow.plugins import PluginManager
 from genflow.train import checkpoint
 from genflow.train.distributed import World
 from genflow.train.ema import EMA
+from genflow.train.rundir import stored_config
 
 FINAL_WEIGHTS = "model.pt"
 
@@ -39,6 +40,16 @@ def check_output_dir(path: pathlib.Path, option: str) -> None:
     existing = next(p for p in (path, *path.parents) if p.exists())
     if not os.access(existing, os.W_OK | os.X_OK):
         raise GenflowError(f"{option} '{path}': the folder '{existing}' is not writable; choose another path")
+
+
+def check_replaceable(folder: pathlib.Path, names: list[str], option: str, overwrite: bool) -> None:
+    """The files ``names`` that a command is about to write into ``folder``: none that exists is
+    replaced without ``--overwrite`` (one line, exit 2, before anything is written)."""
+    existing = [name for name in dict.fromkeys(names) if (folder / name).exists()]
+    if existing and not overwrite:
+        shown = ", ".join(existing[:4]) + (f" and {len(existing) - 4} more" if len(existing) > 4 else "")
+        raise GenflowError(f"{option} '{folder}' already holds {shown}; pass --overwrite to replace "
+                           f"{'it' if len(existing) == 1 else 'them'}, or choose another {option}")
 
 
 def _load_final(backbone: Backbone, path: pathlib.Path) -> None:
@@ -68,7 +79,7 @@ def load_run(run_dir: pathlib.Path, manager: PluginManager, *, step: int | None 
     config_path = run_dir / "config.toml"
     if not run_dir.is_dir() or not config_path.is_file():
         raise GenflowError(f"'{run_dir}' is not a genflow run folder (no config.toml)")
-    config = cfg.resolve(cfg.read_config_file(str(config_path)), manager)
+    config = stored_config(run_dir, manager)  # config.toml with the changes its resumes recorded
     components = build_components(config, manager)
     backbone = materialize(build_backbone(config, manager, components.spec, meta=True), torch.device("cpu"), 0)
     final = run_dir / FINAL_WEIGHTS

@@ -20,7 +20,7 @@ from genflow import cli_numbers as numbers
 from genflow.errors import GenflowError
 from genflow.interfaces import Condition
 from genflow.plugins import PluginManager
-from genflow.runs import LoadedRun, check_output_dir, load_run
+from genflow.runs import LoadedRun, check_output_dir, check_replaceable, load_run
 from genflow.sample import generate, sample_conditions, text_conditions
 from genflow.visualize import plot_prompt_grid, plot_samples
 
@@ -49,6 +49,7 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, steps_default: str 
     parser.add_argument("--guidance", type=numbers.finite_float, help="classifier-free guidance scale (1 = off; default: the run's)")
     parser.add_argument("--seed", type=numbers.seed, help="noise seed (default: the run's sample.seed)")
     parser.add_argument("--out", help=f"output folder (default: {out_default})")
+    parser.add_argument("--overwrite", action="store_true", help="replace output files that exist")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where to sample")
 
 
@@ -117,6 +118,8 @@ def run_sample(args: argparse.Namespace, manager: PluginManager) -> int:
     if prompts or spec.text:
         return _sample_prompts(args, run, prompts, steps, seed, guidance, device, out)
     cond = sample_conditions(spec, num, device, args.class_label)
+    check_replaceable(out, [*(f"samples_{k}steps.{ext}" for k in steps for ext in ("npy", "png")), "samples.png",
+                            *(["labels.npy"] if cond.labels is not None else [])], "--out", args.overwrite)
     samples = draw(run, steps, num, seed, guidance, device, cond, progress=not args.no_progress)
     out.mkdir(parents=True, exist_ok=True)
     reference = None if spec.is_image else run.components.dataset.reference(num, seed=seed + 7).x
@@ -152,6 +155,8 @@ def _sample_prompts(args: argparse.Namespace, run: LoadedRun, prompts: list[str]
     per_prompt = DEFAULT_PER_PROMPT if args.num is None else args.num
     captions = [p for p in prompts for _ in range(per_prompt)]
     cond = text_conditions(captions, tokenize, device)
+    check_replaceable(out, ["prompts.txt", "samples.png", *(f"samples_{k}steps.npy" for k in steps)], "--out",
+                      args.overwrite)
     samples = draw(run, steps, len(captions), seed, guidance, device, cond, progress=not args.no_progress)
     out.mkdir(parents=True, exist_ok=True)
     (out / "prompts.txt").write_text("".join(c.replace("\n", " ") + "\n" for c in captions), encoding="utf-8")

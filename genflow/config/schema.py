@@ -59,6 +59,9 @@ class TrainConfig:
     ``compile_tuning`` also tunes the launch settings of inductor's generated kernels (its
     ``coordinate_descent_tuning``): longer compilation for faster steps, worth it for long runs
     (docs/performance.md section 3).
+
+    ``dist_timeout_minutes`` bounds how long a rank waits for the others (joining, each
+    collective) before it fails; 0 is 2 minutes on CPU and 10 on GPUs (docs/runs.md).
     """
 
     #: Optimizer steps; 0 writes the run folder and the initial weights only.
@@ -90,6 +93,7 @@ class TrainConfig:
     fsdp_mixed_precision: bool = False
     max_nonfinite_steps: int = attrs.field(default=10, validator=positive())
     max_minutes: float = attrs.field(default=0.0, validator=non_negative(integer=False))
+    dist_timeout_minutes: float = attrs.field(default=0.0, validator=non_negative(integer=False))
 
 
 @attrs.frozen(kw_only=True)

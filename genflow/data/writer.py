@@ -4,7 +4,7 @@ The writer creates every array at its full size, writes whole chunks, and record
 chunk in its bucket's ``done_chunks`` attribute, so an interrupted run resumes where it stopped
 when its plan (a fingerprint of source, autoencoder and layout) is unchanged. An unfinished store
 of another plan is replaced; a complete one only with ``overwrite``; anything that is not a genflow
-store never. Zip archives are staged in a local directory and packed when complete.
+store never. Replacing a store removes its own arrays and groups, not other files in its folder. Zip archives are staged in a local directory and packed when complete.
 """
 
 from __future__ import annotations
@@ -120,7 +120,12 @@ class StoreWriter:
             buckets = cast(zarr.Group, group["buckets"])
             done = {k: set(cast(list[int], buckets[k].attrs.get("done_chunks", []))) for k in self.layouts}
             return group, done
-        group = zarr.open_group(store, mode="w")  # clears an unfinished or replaced genflow store
+        if existing.kind == "genflow":  # an unfinished or replaced store: remove its own arrays only
+            group = zarr.open_group(store, mode="r+")
+            for name in list(group.keys()):
+                del group[name]
+        else:  # nothing there, or an empty folder
+            group = zarr.open_group(store, mode="w")
         group.attrs[ATTRS_KEY] = attrs.evolve(self.meta, complete=False).to_json()
         for layout in self.layouts.values():
             _create_bucket(group, layout)

@@ -24,7 +24,7 @@ from genflow.eval import plot, report, select
 from genflow.eval.sweep import SamplesHook, SweepSettings, context_for, evaluate, progress_bar
 from genflow.interfaces import EvalContext
 from genflow.plugins import PluginManager
-from genflow.runs import LoadedRun, check_output_dir, load_run
+from genflow.runs import LoadedRun, check_output_dir, check_replaceable, load_run
 from genflow.sampling_cli import add_common_arguments, parse_steps
 from genflow.visualize import plot_samples
 
@@ -105,6 +105,10 @@ def run_eval(args: argparse.Namespace, manager: PluginManager) -> int:
     contexts = [context_for(run, settings) for run in runs]
     for run, context in zip(runs, contexts, strict=True):
         select.check_applicable(chosen, context, run.config.data.name)
+    grids = [f"samples_{k}steps.png" for k in settings.steps]
+    folders = [f"{label}/" for label in _labels(run_dirs)] if args.compare else [""]
+    check_replaceable(out, ["eval.json", *(f"eval_{name}.png" for name in chosen.metrics),
+                            *(f"{folder}{grid}" for folder in folders for grid in grids)], "--out", args.overwrite)
     with progress_bar(settings, len(runs), progress=not args.no_progress) as bar:  # one estimate for all runs
         records = [_evaluate_one(run_dir, label, run, context, chosen, settings, out, args, bar)
                    for run_dir, label, run, context in zip(run_dirs, _labels(run_dirs), runs, contexts, strict=True)]

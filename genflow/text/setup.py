@@ -90,6 +90,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     train.add_argument("--data", required=True, metavar="STORE", help="a latent store with captions (path or URL)")
     train.add_argument("--vocab-size", type=numbers.positive, default=1000, help="vocabulary size, an upper bound (default 1000)")
     train.add_argument("--out", required=True, metavar="FILE", help="the sentencepiece model to write")
+    train.add_argument("--overwrite", action="store_true", help="replace the file --out if it exists")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -98,6 +99,8 @@ def run(args: argparse.Namespace) -> int:
     out = pathlib.Path(args.out).expanduser()
     if out.is_dir():
         raise GenflowError(f"--out '{out}' is a folder; give a file name such as tokenizer.model")
+    if out.exists() and not args.overwrite:
+        raise GenflowError(f"--out '{out}' exists; pass --overwrite to replace it, or choose another file")
     train_tokenizer(store_captions(args.data), args.vocab_size, out)
     from genflow.text.tokenizer import Tokenizer
 

@@ -15,6 +15,9 @@ from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 from genflow.errors import GenflowError
 from genflow.interfaces import Backbone
 
+#: Exit code of a rank that lost contact with another one (which died or hangs).
+LOST_RANK_EXIT = 3
+
 
 @attrs.frozen(kw_only=True)
 class World:
@@ -42,15 +45,31 @@ def pick_device(choice: str, local_rank: int) -> torch.device:
     return torch.device("cpu")
 
 
-def init_world(device_choice: str) -> World:
-    """Join the process group torchrun describes (``WORLD_SIZE`` > 1): NCCL on GPUs, gloo on CPU."""
+#: Minutes a collective waits for the other ranks by default: on CPU (gloo), and on GPUs (NCCL),
+#: where the first steps of a compiled model may take several minutes.
+DEFAULT_TIMEOUT_MINUTES = {"cpu": 2.0, "cuda": 10.0}
+
+
+def timeout_minutes(setting: float, device: torch.device) -> float:
+    """``train.dist_timeout_minutes``, or (0) the default of ``device``'s type."""
+    return setting if setting > 0 else DEFAULT_TIMEOUT_MINUTES.get(device.type, 10.0)
+
+
+def init_world(device_choice: str, timeout: float = 0.0) -> World:
+    """Join the process group torchrun describes (``WORLD_SIZE`` > 1): NCCL on GPUs, gloo on CPU.
+
+    ``timeout`` (minutes; 0: :data:`DEFAULT_TIMEOUT_MINUTES`) bounds every wait for another rank:
+    joining the group and each collective. A rank that died or hangs makes the others fail with
+    an error after at most that long instead of waiting for good.
+    """
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     device = pick_device(device_choice, local_rank)
     if world_size > 1 and not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
-        dist.init_process_group(backend, timeout=datetime.timedelta(minutes=10))
+        minutes = timeout_minutes(timeout, device)
+        dist.init_process_group(backend, timeout=datetime.timedelta(minutes=minutes))
     return World(rank=rank, world_size=world_size, local_rank=local_rank, device=device)
 
 
@@ -76,6 +95,16 @@ def exit_rank(code: int) -> NoReturn:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
+
+
+def is_lost_rank(exc: BaseException) -> bool:
+    """Whether ``exc`` says a collective or the rendezvous lost another rank (its process died,
+    its connection closed, or it did not answer within the timeout)."""
+    if isinstance(exc, dist.DistError):
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and any(
+        marker in text for marker in ("gloo", "Connection closed", "Connection reset", "NCCL", "timed out"))
 
 
 def barrier(world: World) -> None:

@@ -15,7 +15,8 @@ from tqdm import tqdm
 
 
 class RunLogger:
-    """Writes nothing on ranks other than 0."""
+    """Writes nothing on ranks other than 0. A run resumed at ``start_step`` drops the rows of
+    ``metrics.jsonl`` after that step (steps trained again after a crash are logged once)."""
 
     def __init__(self, run_dir: pathlib.Path, *, enabled: bool, total_steps: int, start_step: int,
                  progress: bool = True) -> None:
@@ -25,6 +26,7 @@ class RunLogger:
         self.bar = None
         if not enabled:
             return
+        drop_rows_after(self.metrics_path, start_step)
         from torch.utils.tensorboard import SummaryWriter  # imported lazily: slow import
 
         self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"), purge_step=start_step or None)
@@ -85,8 +87,27 @@ def progress_text(values: dict[str, float]) -> str:
     return f"loss {values.get('loss', float('nan')):.4f}"
 
 
+def drop_rows_after(path: pathlib.Path, step: int) -> None:
+    """Rewrite ``path`` (one JSON row per line) without the rows of steps after ``step``."""
+    if not path.exists():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    kept = [line for line in lines if line.strip() and _row_step(line) <= step]
+    if len(kept) != len(lines):
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text("".join(kept))
+        tmp.replace(path)
+
+
+def _row_step(line: str) -> int:
+    try:
+        return int(json.loads(line)["step"])
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+        return 1 << 62  # a row a crash cut off mid-write: dropped
+
+
 def read_metrics(run_dir: pathlib.Path) -> list[dict[str, Any]]:
-    """The logged rows of a run, last value per step (a resumed run may log a step twice)."""
+    """The logged rows of a run, one per step (the last one, should a file hold a step twice)."""
     path = run_dir / "metrics.jsonl"
     rows: dict[int, dict[str, Any]] = {}
     if path.exists():

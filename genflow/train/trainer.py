@@ -150,7 +150,7 @@ class Trainer:
         self.train = config.train
         self.manager = manager
         self.run_dir = run_dir
-        self.world: World = init_world(self.train.device)
+        self.world: World = init_world(self.train.device, self.train.dist_timeout_minutes)
         self._check_batch()
         self.components: Components = build_components(config, manager)
         self.model = self._build_model()
@@ -220,6 +220,10 @@ class Trainer:
             self._start_from_final_weights()
             return
         step, path = found
+        if step > self.train.steps:
+            raise GenflowError(f"train.steps = {self.train.steps} is before the run's latest checkpoint (step {step}); "
+                               f"to train on, give a larger value: genflow train --resume {self.run_dir} "
+                               f"train.steps=N")
         state = self._state()
         checkpoint.load(state, path, self.world)
         set_state_dict(self.model, self.optimizer, model_state_dict=state["model"],
@@ -328,9 +332,10 @@ class Trainer:
         return step
 
     def _run(self, stop: StopRequest) -> int:
-        if self.world.is_main:
+        if self.world.is_main:  # written once: ``genflow train`` writes it before, a resume never
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            checkpoint.write_text_atomic(self.run_dir / RESOLVED_CONFIG, cfg.to_toml(self.config))
+            if not (self.run_dir / RESOLVED_CONFIG).exists():
+                checkpoint.write_text_atomic(self.run_dir / RESOLVED_CONFIG, cfg.to_toml(self.config))
         barrier(self.world)
         self.manager.hook.genflow_train_start(config=self.config, run_dir=self.run_dir, step=self.step)
         generator = torch.Generator(self.world.device)

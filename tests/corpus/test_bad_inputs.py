@@ -109,7 +109,7 @@ CASES: list[tuple[str, list[str], str]] = [
     ("toy kind", ["config", "--config", "debug", "--data", "toy2d", "data.kind=spiral"], "data.kind: got 'spiral'; allowed:"),
     # command-line arguments
     ("unknown option", ["train", "--bogus"], "unrecognized arguments: --bogus"),
-    ("resume without run dir", ["train", "--resume"], "--resume needs --run-dir"),
+    ("resume without run dir", ["train", "--resume"], "--resume needs the run to continue"),
     ("bad plugin option", ["plugins", "-p", "genflow_tim"], "expected -p no:NAME"),
     ("nproc not a number", ["train", "--nproc", "two"], "argument --nproc: expected an integer in 0..1024 (ASCII digits), got 'two'"),
     ("bad shape", ["model-info", "--config", "debug", "--shape", "4,x"], "--shape '4,x': expected integers"),
@@ -118,7 +118,7 @@ CASES: list[tuple[str, list[str], str]] = [
     ("class of an unconditional run", ["sample", f"{W}/run", "--class", "3"], "this run is unconditional"),
     ("checkpoint step absent", ["sample", f"{W}/run", "--checkpoint", "999"], "has no checkpoint at step 999"),
     # run folders and environment
-    ("run dir is a file", ["train", "--config", "debug", "--run-dir", f"{W}/file.txt"], "exists and is not a folder"),
+    ("run dir is a file", ["train", "--config", "debug", "--run-dir", f"{W}/file.txt"], "is a file, not a folder"),
     ("run dir holds a run", ["train", "--config", "debug", "--run-dir", f"{W}/run"], "already holds a run"),
     ("resume an empty folder", ["train", "--config", "debug", "--resume", "--run-dir", f"{W}/empty"], "holds no run"),
     ("sample a non-run", ["sample", f"{W}/empty"], "is not a genflow run folder"),
@@ -166,6 +166,17 @@ CASES: list[tuple[str, list[str], str]] = [
     ("zarr group that is no genflow store", ["train", "--data", f"{W}/plain.zarr", "--run-dir", f"{W}/new5"],
      "is a zarr group but not a genflow store"),
     ("prepare over a file", ["prepare", "--dataset", "toy2d", "--out", f"{W}/file.txt"], "exists and is not a genflow store"),
+    # run folders and outputs: nothing that exists is written into or replaced without consent
+    ("run dir holding other files", ["train", "--config", "debug", "--run-dir", W],
+     "is a folder with files that are not a genflow run"),
+    ("resume with a preset that differs", ["train", "--resume", f"{W}/run", "--config", "debug"],
+     "of the run's stored config differ from debug"),
+    ("resume to fewer steps", ["train", "--resume", f"{W}/run", "train.steps=2"],
+     "train.steps = 2 is before the run's latest checkpoint (step 4)"),
+    ("resume and run dir disagree", ["train", "--resume", f"{W}/run", "--run-dir", f"{W}/corrupt"], "name two runs"),
+    ("sample over the run's own grid", ["sample", f"{W}/run", "--out", f"{W}/run"], "already holds samples.png"),
+    ("tokenizer over an existing file", ["tokenizer", "train", "--data", f"{W}/plain.zarr", "--out", f"{W}/file.txt"],
+     "--out '{w}/file.txt' exists; pass --overwrite"),
     ("prepare to an unknown protocol", ["prepare", "--dataset", "toy2d", "--out", "nosuchproto://x.zarr"],
      "Protocol not known: nosuchproto"),
     # config values of the right type outside their domain (genflow.config.domains)

@@ -73,7 +73,7 @@ def test_dry_run_and_config_print_toml(capsys):
         (["train", "--dry-run", "--derivative", "nope"], "unknown derivative 'nope'; registered: dde, jvp"),
         (["train", "--dry-run", "--data", "imagenet"], "--data 'imagenet': unknown dataset; registered:"),
         (["train", "--dry-run", "--config", "missing.toml"], "config file 'missing.toml' does not exist"),
-        (["train", "--resume"], "--resume needs --run-dir"),
+        (["train", "--resume"], "--resume needs the run to continue"),
         (["train", "--bogus"], "unrecognized arguments: --bogus"),
         (["sample", "/nonexistent/run"], "is not a genflow run folder"),
         (["plugins", "-p", "genflow_tim"], "expected -p no:NAME"),
@@ -98,7 +98,7 @@ def test_existing_run_is_not_overwritten(capsys, tmp_path):
     assert run_cli(capsys, "train", "--config", "debug", "--run-dir", str(run), "--no-progress", "train.steps=2")[0] == 0
     before = (run / "model.pt").read_bytes()
     code, _, err = run_cli(capsys, "train", "--config", "debug", "--run-dir", str(run), "--no-progress")
-    assert code == 2 and "already holds a run; pass --resume" in err
+    assert code == 2 and "already holds a run; continue it with" in err
     assert (run / "model.pt").read_bytes() == before
 
 

@@ -73,6 +73,13 @@ def test_tokenizer_train_command(capsys, text_run, tmp_path):
                                 "--out", str(out))
     assert code == 0, err and out.is_file()
     assert "sha256" in stdout
+    model = out.read_bytes()
+    code, _, err = run_cli(capsys, "tokenizer", "train", "--data", str(stores[0]), "--vocab-size", "300",
+                           "--out", str(out))
+    assert code == 2 and "exists; pass --overwrite" in err and out.read_bytes() == model
+    code, _, err = run_cli(capsys, "tokenizer", "train", "--data", str(stores[0]), "--vocab-size", "300",
+                           "--out", str(out), "--overwrite")
+    assert code == 0, err
 
 
 @pytest.mark.parametrize(("argv", "message"), [

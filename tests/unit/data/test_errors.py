@@ -134,3 +134,21 @@ def test_complete_store_needs_overwrite(shapes_store):
     assert "--overwrite" in _error(prepare_store, source, Identity(), url, progress=False)
     prepare_store(source, Identity(), url, overwrite=True, progress=False)
     assert LatentStore(url).count == 20
+
+
+@pytest.mark.filterwarnings("ignore:Object at README.txt")
+def test_replacing_an_unfinished_store_removes_only_its_own_arrays(tmp_path):
+    """An unfinished store of another plan is replaced; a file the user put in its folder stays."""
+    url = str(tmp_path / "half.zarr")
+
+    class Broken(Identity):
+        def encode(self, images):
+            raise RuntimeError("the encoder failed mid-way")
+
+    with pytest.raises(RuntimeError):
+        prepare_store(ShapesSource(small_shapes(count=20)), Broken(), url, progress=False)
+    assert "incomplete" in _error(LatentStore, url)
+    (tmp_path / "half.zarr" / "README.txt").write_text("mine")
+    prepare_store(ShapesSource(small_shapes(count=12, seed=5)), Identity(), url, progress=False)
+    assert LatentStore(url).count == 12
+    assert (tmp_path / "half.zarr" / "README.txt").read_text() == "mine"

@@ -21,14 +21,16 @@ def env() -> dict[str, str]:
     return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
 
-def train_cmd(run_dir: pathlib.Path, *overrides: str, nproc: int = 1, resume: bool = False) -> list[str]:
+def train_cmd(run_dir: pathlib.Path, *overrides: str, nproc: int = 1, resume: bool = False,
+              preset: bool = True) -> list[str]:
+    """``genflow train --config debug`` (without ``--config`` unless ``preset``) on ``nproc`` ranks."""
     launcher = [sys.executable, "-m", "genflow"] if nproc == 1 else [
         sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", "-m", "genflow"]
-    return [*launcher, "train", *DEBUG, "--run-dir", str(run_dir), *(["--resume"] if resume else []), *overrides]
+    return [*launcher, "train", *(DEBUG if preset else []), "--run-dir", str(run_dir), *(["--resume"] if resume else []), *overrides]
 
 
-def train(run_dir: pathlib.Path, *overrides: str, nproc: int = 1, resume: bool = False) -> None:
-    proc = subprocess.run(train_cmd(run_dir, *overrides, nproc=nproc, resume=resume), env=env(),
+def train(run_dir: pathlib.Path, *overrides: str, nproc: int = 1, resume: bool = False, preset: bool = True) -> None:
+    proc = subprocess.run(train_cmd(run_dir, *overrides, nproc=nproc, resume=resume, preset=preset), env=env(),
                           capture_output=True, text=True, timeout=HANG_S)
     assert proc.returncode == 0, proc.stderr[-3000:]
 

@@ -40,7 +40,7 @@ def commands(run: pathlib.Path, out: pathlib.Path) -> dict[str, list[str]]:
         "train --resume": ["train", "--resume", "--run-dir", str(run), "--no-progress", "train.steps=6"],
         "sample": ["sample", str(run), "--checkpoint", "4", "--num", "8", "--out", str(out)],
         "eval": ["eval", str(run), "--checkpoint", "4", "--steps", "1", "--num", "16", "--no-progress",
-                 "--out", str(out)],
+                 "--out", str(out.with_name(out.name + "-eval"))],  # its grids would replace sample's
     }
 
 
