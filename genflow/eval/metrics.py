@@ -5,9 +5,16 @@ from __future__ import annotations
 from genflow.eval import metrics_external as external
 from genflow.eval import metrics_prompts as prompts
 from genflow.eval import metrics_shapes as shapes
-from genflow.eval import metrics_store as store
 from genflow.eval import metrics_toy as toy
+from genflow.eval import store_metric_configs as store_configs
 from genflow.registry import Component
+
+
+def _store():  # noqa: ANN202
+    """:mod:`genflow.eval.metrics_store`, imported when a store metric is built (it imports zarr)."""
+    from genflow.eval import metrics_store
+
+    return metrics_store
 
 
 def _attribute(attribute: str) -> Component:
@@ -40,16 +47,16 @@ def components() -> list[Component]:
         _attribute("class"),
         _attribute("shape"),
         _attribute("colour"),
-        Component(name="fd_store", config=store.StoreFeatureConfig,
-                  build=lambda config, **_: store.FrechetStore(config),
+        Component(name="fd_store", config=store_configs.StoreFeatureConfig,
+                  build=lambda config, **_: _store().FrechetStore(config),
                   description="labelled image stores: Frechet distance in the features of a classifier "
                               "trained on the store's own labels"),
-        Component(name="class_accuracy_store", config=store.StoreAccuracyConfig,
-                  build=lambda config, **_: store.ClassAccuracyStore(config),
+        Component(name="class_accuracy_store", config=store_configs.StoreAccuracyConfig,
+                  build=lambda config, **_: _store().ClassAccuracyStore(config),
                   description="labelled image stores: fraction of class-conditioned samples the store's "
                               "classifier assigns the asked class"),
-        Component(name="sw_pixels", config=store.PixelDistanceConfig,
-                  build=lambda config, **_: store.SlicedWassersteinPixels(config),
+        Component(name="sw_pixels", config=store_configs.PixelDistanceConfig,
+                  build=lambda config, **_: _store().SlicedWassersteinPixels(config),
                   description="image stores: sliced Wasserstein distance to real images in pixel space"),
         Component(name="fid_inception", config=external.ExternalFeatureConfig,
                   build=lambda config, **_: external.InceptionFID(config),

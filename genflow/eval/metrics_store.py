@@ -17,7 +17,6 @@ import attrs
 from torch import Tensor
 
 from genflow.build import cache_dir
-from genflow.config.domains import non_negative, positive
 from genflow.data.dataset import StoreDataset
 from genflow.data.splits import holdout_store
 from genflow.data.store import LatentStore
@@ -27,10 +26,15 @@ from genflow.eval.frechet import feature_stats, frechet_distance
 from genflow.eval.metrics_shapes import REFERENCE_SEED_OFFSET, shapes_config_of
 from genflow.eval.store_classifier import (
     StoreClassifier,
-    StoreClassifierConfig,
     decoded_rows,
     load_or_train,
     sample_rows,
+)
+from genflow.eval.store_metric_configs import (
+    PixelDistanceConfig,
+    StoreAccuracyConfig,
+    StoreClassifierConfig,
+    StoreFeatureConfig,
 )
 from genflow.interfaces import Dataset, EvalContext, EvalSamples, Metric
 
@@ -68,15 +72,6 @@ def reference_images(context: EvalContext, store: LatentStore, n: int) -> Tensor
 # ------------------------------------------------------------------------------------------------
 # classifier metrics
 # ------------------------------------------------------------------------------------------------
-
-
-@attrs.frozen(kw_only=True)
-class StoreFeatureConfig:
-    """``reference``: most real images for the statistics (0: as many as samples); ``classifier``:
-    how the store's classifier is trained (see ``StoreClassifierConfig``)."""
-
-    reference: int = attrs.field(default=5000, validator=non_negative())
-    classifier: StoreClassifierConfig = StoreClassifierConfig()
 
 
 def _classifier(context: EvalContext, config: StoreClassifierConfig, metric: str) -> StoreClassifier:
@@ -123,13 +118,6 @@ class FrechetStore(Metric):
         return frechet_distance(feature_stats(_sample_features(batch, model)), real)
 
 
-@attrs.frozen(kw_only=True)
-class StoreAccuracyConfig:
-    """``classifier``: how the store's classifier is trained (see ``StoreClassifierConfig``)."""
-
-    classifier: StoreClassifierConfig = StoreClassifierConfig()
-
-
 class ClassAccuracyStore(Metric):
     """Fraction of class-conditioned samples that the store's classifier assigns the asked class."""
 
@@ -164,15 +152,6 @@ class ClassAccuracyStore(Metric):
 # ------------------------------------------------------------------------------------------------
 # pixel-space distance
 # ------------------------------------------------------------------------------------------------
-
-
-@attrs.frozen(kw_only=True)
-class PixelDistanceConfig:
-    """``projections``: random directions of the sliced distance; ``reference``: most real images
-    (0: as many as samples; the distance uses ``min(samples, real)`` of each)."""
-
-    projections: int = attrs.field(default=512, validator=positive())
-    reference: int = attrs.field(default=0, validator=non_negative())
 
 
 class SlicedWassersteinPixels(Metric):

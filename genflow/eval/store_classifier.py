@@ -26,37 +26,17 @@ import torch
 from filelock import FileLock
 from torch import Tensor, nn
 
-from genflow.config.domains import interval, non_negative, positive, unit
 from genflow.data.dataset import StoreDataset
 from genflow.data.reader import RowReader
 from genflow.data.sources import digest
 from genflow.data.store import LatentStore
 from genflow.errors import GenflowError
 from genflow.eval.classifier import ConvClassifier, augment, pools_for, sha256_file, sidecar
+from genflow.eval.store_metric_configs import StoreClassifierConfig
 from genflow.eval.threads import one_thread
 
 #: Bumped when the architecture or the training procedure changes (part of the cache key).
 VERSION = 1
-
-
-@attrs.frozen(kw_only=True)
-class StoreClassifierConfig:
-    """``train_count``: most training images used; ``steps`` Adam steps of ``batch_size`` with a
-    cosine learning rate from ``lr``; ``noise``, ``blur``: augmentation as for the shapes classifier
-    (per-image noise std ``U(0, noise)``, blur std ``U(0, blur)`` pixels on half of each batch);
-    ``validation``: fraction of training images held out for the accuracy when the store has no
-    held-out split; ``seed``: every random draw."""
-
-    train_count: int = attrs.field(default=20000, validator=interval(10))
-    steps: int = attrs.field(default=1500, validator=positive())
-    batch_size: int = attrs.field(default=64, validator=positive())
-    lr: float = attrs.field(default=3e-3, validator=positive(integer=False))
-    noise: float = attrs.field(default=0.15, validator=non_negative(integer=False))
-    blur: float = attrs.field(default=0.5, validator=non_negative(integer=False))
-    width: int = attrs.field(default=16, validator=positive())
-    features: int = attrs.field(default=128, validator=interval(2))
-    validation: float = attrs.field(default=0.2, validator=unit(low_open=True, high_open=True))
-    seed: int = attrs.field(default=1, validator=non_negative())
 
 
 @attrs.frozen(kw_only=True)

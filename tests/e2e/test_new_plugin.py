@@ -43,7 +43,7 @@ def test_the_generated_objective_trains_with_the_generated_derivative(generated,
     run = tmp_path / "run"
     out = _ok(venv.genflow("train", "--config", "debug", "--objective", "myobj", "--derivative", "myfd",
                            "--run-dir", str(run), "--no-progress", "train.steps=6", cwd=tmp_path))
-    assert "trained to step 6" in out
+    assert "trained 6 of 6 steps" in out
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert rows[-1]["step"] == 6 and rows[-1]["nonfinite"] == 0
 

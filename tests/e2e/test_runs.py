@@ -106,14 +106,14 @@ def test_a_change_on_resume_is_explicit_and_recorded(capsys, tmp_path, finished_
     run = copy_run(finished_run, tmp_path)
     config_before = (run / "config.toml").read_bytes()
     code, out, err = run_cli(capsys, "train", "--resume", str(run), "--no-progress", "train.steps=6")
-    assert code == 0 and "trained to step 6" in out, err
+    assert code == 0 and "trained 6 of 6 steps" in out, err
     assert (run / "config.toml").read_bytes() == config_before  # written once
     change = json.loads((run / "changes.jsonl").read_text())
     assert change["overrides"] == ["train.steps=6"] and change["changed"] == ["train.steps"]
     # the next resume (same --config and overrides as the first time: the same config) keeps the change
     code, out, err = run_cli(capsys, "train", "--resume", "--run-dir", str(run), *DEBUG, "train.steps=6",
                              "train.checkpoint_every=2")
-    assert code == 0 and "trained to step 6" in out, err
+    assert code == 0 and "trained 6 of 6 steps" in out, err
     assert len((run / "changes.jsonl").read_text().splitlines()) == 1
     assert tomllib.loads((run / "config.toml").read_text())["train"]["steps"] == 4
     code, out, err = run_cli(capsys, "train", "--dry-run", "--resume", str(run))

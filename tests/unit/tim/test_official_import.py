@@ -274,14 +274,15 @@ def test_an_imported_run_fine_tunes_from_the_imported_weights(capsys, tmp_path, 
                         "debug-image", "--out", str(run))
     assert code == 0, err
     imported = torch.load(run / "model.pt", weights_only=True)["model"]
-    # lr 0: the fine-tuned weights (and their EMA) stay the imported ones exactly
+    # one AdamW step moves each weight by at most about lr (its update is normalised), so the tuned
+    # weights (and their EMA) are the imported ones to within lr: a fresh initialisation is far off
     code, _, err = _run(capsys, "train", "--resume", "--run-dir", str(run), "--no-progress", f"data.url='{store}'",
-                        "train.steps=1", "train.lr=0.0", "train.batch_size=8", "train.checkpoint_every=0",
+                        "train.steps=1", "train.lr=1e-6", "train.batch_size=8", "train.checkpoint_every=0",
                         "sample.steps=[1]", "sample.num=2")
     assert code == 0, err
     tuned = torch.load(run / "model.pt", weights_only=True)["model"]
     assert set(tuned) == set(imported)
-    assert all(torch.equal(tuned[k], imported[k]) for k in imported)
+    assert max(float((tuned[k] - imported[k]).abs().max()) for k in imported) <= 2e-6
 
 
 def test_the_imported_run_samples_with_the_official_settings(tiny_preset):
