@@ -4,6 +4,7 @@ bounded failure when a rank dies, signals forwarded by ``--nproc``, and two "nod
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pathlib
@@ -67,6 +68,12 @@ def children_of(pid: int) -> list[int]:
             if int(fields[1]) == pid:
                 found.append(int(entry.name))
     return found
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid``, children first listed before their own children."""
+    found = children_of(pid)
+    return [*found, *(d for child in found for d in descendants(child))]
 
 
 def rank_pid(launcher: int, rank: int) -> int:
@@ -155,11 +162,12 @@ def test_sigterm_to_nproc_is_forwarded_to_every_rank(tmp_path):
 # ------------------------------------------------------------------------------------------------
 
 
-def two_nodes(cwd: tuple[pathlib.Path, pathlib.Path], *train: str) -> list[subprocess.Popen[str]]:
-    """Two torchrun agents (1 process each) meeting at a c10d rendezvous on localhost."""
+def two_nodes(cwd: tuple[pathlib.Path, pathlib.Path], *train: str, pause: float = 0.0) -> list[subprocess.Popen[str]]:
+    """Two torchrun agents (1 process each) meeting at a c10d rendezvous on localhost; ``pause``:
+    seconds every rank sleeps after each checkpoint (``tests/unit/train/delayed_rank.py``)."""
     endpoint = f"127.0.0.1:{free_port()}"
     return [subprocess.Popen(torchrun("train", *train, nnodes=2, nproc=1, endpoint=endpoint), cwd=folder,
-                             env=late_rank(2.0), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env={**late_rank(2.0), "GENFLOW_TEST_PAUSE_S": str(pause)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                              start_new_session=True) for folder in cwd]
 
 
@@ -179,10 +187,14 @@ def test_two_nodes_train_and_resume_after_kill_to_the_same_weights(tmp_path):
     for step in (6, 12, 18, 24):
         full_checkpoint(tmp_path / "straight" / "checkpoints" / f"step_{step:08d}")
 
-    killed = two_nodes((tmp_path, tmp_path), *DEBUG, "--run-dir", "killed", *overrides)
+    # each rank rests 30 s after a checkpoint: the kill lands before the run can end, however fast
+    killed = two_nodes((tmp_path, tmp_path), *DEBUG, "--run-dir", "killed", *overrides, pause=30.0)
     wait_for_checkpoint(tmp_path / "killed", 6, killed[0])
-    for proc in killed:  # kill -9 of both nodes: agents and ranks
-        os.killpg(proc.pid, signal.SIGKILL)
+    for proc in killed:  # kill -9 of both nodes: ranks (torchrun may start them in sessions of their own), agents
+        for pid in [*descendants(proc.pid), proc.pid]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    for proc in killed:
         proc.communicate(timeout=HANG_GUARD_S)
     assert not (tmp_path / "killed" / "model.pt").exists()
     for step in checkpoint_steps(tmp_path / "killed"):
