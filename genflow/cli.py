@@ -4,6 +4,8 @@ import, new-plugin, derivatives."""
 from __future__ import annotations
 
 import argparse
+import functools
+import importlib
 import os
 import pathlib
 import sys
@@ -370,36 +372,6 @@ def backbone_settings(options: object) -> dict[str, object]:
     return settings
 
 
-def cmd_sample(args: argparse.Namespace) -> int:
-    from genflow.sampling_cli import run_sample
-
-    return run_sample(args, _manager(args))
-
-
-def cmd_eval(args: argparse.Namespace) -> int:
-    from genflow.eval.cli import run_eval
-
-    return run_eval(args, _manager(args))
-
-
-def cmd_tokenizer(args: argparse.Namespace) -> int:
-    from genflow.text.setup import run
-
-    return run(args)
-
-
-def cmd_check(args: argparse.Namespace) -> int:
-    from genflow.check import run
-
-    return run(args, _manager(args))
-
-
-def cmd_prepare(args: argparse.Namespace) -> int:
-    from genflow.data.prepare import run
-
-    return run(args, _manager(args))
-
-
 def cmd_import(args: argparse.Namespace) -> int:
     manager = _manager(args)
     component = manager.get("importer", args.source)
@@ -409,69 +381,36 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_new_plugin(args: argparse.Namespace) -> int:
-    from genflow.scaffold import run
-
-    return run(args, _manager(args))
-
-
-def cmd_derivatives(args: argparse.Namespace) -> int:
-    from genflow.derivatives_cli import run
-
-    return run(args, _manager(args))
-
-
 # ------------------------------------------------------------------------------------------------
 # parser
 # ------------------------------------------------------------------------------------------------
 
 
-#: Commands whose arguments come from modules that import torch: their parsers are filled in only
-#: when the command is the one being run, so ``genflow --help`` and light commands start fast.
-HEAVY_COMMANDS = ("sample", "eval", "tokenizer", "prepare", "check", "new-plugin", "derivatives")
+#: Commands whose modules import torch: ``(name, help, module, its arguments function, its run
+#: function)``. Their arguments are added only when the command is the one being run, so
+#: ``genflow --help`` and the light commands start fast; the module is imported when it is needed.
+HEAVY_COMMANDS: tuple[tuple[str, str, str, str, str], ...] = (
+    ("sample", "sample grids and arrays from a run", "genflow.sampling_cli", "add_sample_arguments", "run_sample"),
+    ("eval", "metrics per step count: JSON table, plot, grids", "genflow.eval.cli", "add_eval_arguments", "run_eval"),
+    ("tokenizer", "train a sentencepiece tokenizer on a store's captions", "genflow.text.setup", "add_arguments",
+     "run"),
+    ("prepare", "write a zarr latent store from a dataset", "genflow.data.prepare", "add_arguments", "run"),
+    ("check", "check a latent store or a run folder (reads everything)", "genflow.check", "add_arguments", "run"),
+    ("new-plugin", "write a plugin package (objective or derivative) with its tests", "genflow.scaffold",
+     "add_arguments", "run"),
+    ("derivatives", "every derivative provider's dF/dt error, step cost and memory", "genflow.derivatives_cli",
+     "add_arguments", "run"),
+)
+#: Heavy commands without plugins: no ``-p`` options, and their run function takes no plugin manager.
+WITHOUT_PLUGINS = ("tokenizer",)
+#: Heavy commands that also take the config options (``--config``, the selectors, overrides).
+WITH_CONFIG = ("derivatives",)
 
 
-def _add_sample_arguments(parser: argparse.ArgumentParser) -> None:
-    from genflow.sampling_cli import add_sample_arguments
-
-    add_sample_arguments(parser)
-
-
-def _add_eval_arguments(parser: argparse.ArgumentParser) -> None:
-    from genflow.eval.cli import add_eval_arguments
-
-    add_eval_arguments(parser)
-
-
-def _add_tokenizer_arguments(parser: argparse.ArgumentParser) -> None:
-    from genflow.text.setup import add_arguments
-
-    add_arguments(parser)
-
-
-def _add_prepare_arguments(parser: argparse.ArgumentParser) -> None:
-    from genflow.data.prepare import add_arguments
-
-    add_arguments(parser)
-
-
-def _add_check_arguments(parser: argparse.ArgumentParser) -> None:
-    from genflow.check import add_arguments
-
-    add_arguments(parser)
-
-
-def _add_scaffold_arguments(parser: argparse.ArgumentParser) -> None:
-    from genflow.scaffold import add_arguments
-
-    add_arguments(parser)
-
-
-def _add_derivatives_arguments(parser: argparse.ArgumentParser) -> None:
-    from genflow.derivatives_cli import add_arguments
-
-    _add_config_options(parser)
-    add_arguments(parser)
+def _run_heavy(module: str, function: str, args: argparse.Namespace) -> int:
+    """A heavy command's ``run(args, manager)`` (``run(args)`` without plugins), imported now."""
+    run = getattr(importlib.import_module(module), function)
+    return run(args) if args.command in WITHOUT_PLUGINS else run(args, _manager(args))
 
 
 def build_parser(command: str | None = None) -> ArgumentParser:
@@ -520,25 +459,15 @@ def build_parser(command: str | None = None) -> ArgumentParser:
     importer.add_argument("--out", required=True, help="the new run folder")
     importer.set_defaults(func=cmd_import)
 
-    heavy = (
-        ("sample", "sample grids and arrays from a run", True, _add_sample_arguments, cmd_sample),
-        ("eval", "metrics per step count: JSON table, plot, grids", True, _add_eval_arguments, cmd_eval),
-        ("tokenizer", "train a sentencepiece tokenizer on a store's captions", False, _add_tokenizer_arguments,
-         cmd_tokenizer),
-        ("prepare", "write a zarr latent store from a dataset", True, _add_prepare_arguments, cmd_prepare),
-        ("check", "check a latent store or a run folder (reads everything)", True, _add_check_arguments, cmd_check),
-        ("new-plugin", "write a plugin package (objective or derivative) with its tests", True,
-         _add_scaffold_arguments, cmd_new_plugin),
-        ("derivatives", "every derivative provider's dF/dt error, step cost and memory", True,
-         _add_derivatives_arguments, cmd_derivatives),
-    )
-    for name, help_text, takes_plugins, add_arguments, func in heavy:
+    for name, help_text, module, add_arguments, run in HEAVY_COMMANDS:
         subparser = sub.add_parser(name, help=help_text)
-        if takes_plugins:
+        if name not in WITHOUT_PLUGINS:
             _add_plugin_options(subparser)
         if command is None or command == name:
-            add_arguments(subparser)
-        subparser.set_defaults(func=func)
+            if name in WITH_CONFIG:
+                _add_config_options(subparser)
+            getattr(importlib.import_module(module), add_arguments)(subparser)
+        subparser.set_defaults(func=functools.partial(_run_heavy, module, run))
     return parser
 
 
