@@ -115,15 +115,20 @@ def test_a_late_rank_joins_the_one_run_folder(tmp_path, launcher):
     assert not (runs[0] / LOCK).exists()
 
 
-def test_a_killed_rank_ends_the_run_with_one_line(tmp_path):
-    """SIGKILL of rank 1: the launcher names it, every rank ends, the last checkpoint stays complete
-    and the run resumes from it."""
-    run = tmp_path / "run"
+def long_nproc_run(run: pathlib.Path) -> tuple[subprocess.Popen[str], list[int]]:
+    """A 4000-step ``--nproc 2`` run, once its first checkpoint is written, and its ranks' pids."""
     proc = subprocess.Popen([*DELAYED, "train", "--nproc", "2", *DEBUG, "--run-dir", str(run), "train.steps=4000",
                              "train.checkpoint_every=4"], env=run_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     wait_for_checkpoint(run, 4, proc)
-    ranks = children_of(proc.pid)
+    return proc, children_of(proc.pid)
+
+
+def test_a_killed_rank_ends_the_run_with_one_line(tmp_path):
+    """SIGKILL of rank 1: the launcher names it, every rank ends, the last checkpoint stays complete
+    and the run resumes from it."""
+    run = tmp_path / "run"
+    proc, ranks = long_nproc_run(run)
     os.kill(rank_pid(proc.pid, 1), signal.SIGKILL)
     code, err = finish(proc)
     assert code == 128 + signal.SIGKILL
@@ -143,11 +148,7 @@ def test_a_killed_rank_ends_the_run_with_one_line(tmp_path):
 @pytest.mark.slow
 def test_sigterm_to_nproc_is_forwarded_to_every_rank(tmp_path):
     run = tmp_path / "run"
-    proc = subprocess.Popen([*DELAYED, "train", "--nproc", "2", *DEBUG, "--run-dir", str(run), "train.steps=4000",
-                             "train.checkpoint_every=4"], env=run_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    wait_for_checkpoint(run, 4, proc)
-    ranks = children_of(proc.pid)
+    proc, ranks = long_nproc_run(run)
     proc.send_signal(signal.SIGTERM)
     code, err = finish(proc)
     assert code == 128 + signal.SIGTERM, err[-3000:]
