@@ -88,7 +88,8 @@ def _first_error(exc: BaseException, path: str) -> str:
     if isinstance(exc, KeyError):
         return f"{path}.{exc.args[0]}: missing required key"
     if isinstance(exc, DomainError):
-        return f"{path}.{exc.key} = {_show(exc.value)}: expected {exc.expected}"
+        keys = " + ".join(f"{path}.{key}" for key in exc.keys)
+        return f"{keys} = {_show(exc.value)}: expected {exc.expected}"
     return f"{path}: {exc}"
 
 

@@ -28,11 +28,12 @@ INT_LIMIT = 2**63 - 1
 
 class DomainError(ConfigError, ValueError):
     """A config value of the right type outside its field's domain (a ``ConfigError``: one line,
-    exit 2, wherever the config class is built)."""
+    exit 2, wherever the config class is built). ``key`` may be several keys whose values together
+    leave their joint domain (e.g. two ratios that share a batch): the message names each."""
 
-    def __init__(self, key: str, value: Any, expected: str) -> None:
-        super().__init__(f"{key} = {value!r}: expected {expected}")
-        self.key = key
+    def __init__(self, key: str | tuple[str, ...], value: Any, expected: str) -> None:
+        self.keys = (key,) if isinstance(key, str) else tuple(key)
+        super().__init__(f"{' + '.join(self.keys)} = {value!r}: expected {expected}")
         self.value = value
         self.expected = expected
 

@@ -112,9 +112,8 @@ class TimObjectiveConfig:
 
     def __attrs_post_init__(self) -> None:
         if self.diffusion_ratio + self.consistency_ratio > 1:  # the two row groups share one batch
-            raise DomainError("consistency_ratio", self.consistency_ratio,
-                              f"a number <= 1 - diffusion_ratio = {1 - self.diffusion_ratio:g} (the ratios share "
-                              "the batch)")
+            raise DomainError(("diffusion_ratio", "consistency_ratio"), self.diffusion_ratio + self.consistency_ratio,
+                              "a sum <= 1 (the two ratios share the batch)")
 
 
 #: The loss settings of the reference implementation (docs/math.md s5-s6), as config overrides.
