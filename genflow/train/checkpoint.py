@@ -29,7 +29,7 @@ from torch.distributed.checkpoint.api import CheckpointException  # a BaseExcept
 
 from genflow import safe_load
 from genflow.errors import GenflowError
-from genflow.train.distributed import World, barrier
+from genflow.train.distributed import LostRankError, World, barrier, is_lost_rank
 
 CHECKPOINTS = "checkpoints"
 _STEP = re.compile(r"^step_(\d{8})$")
@@ -73,6 +73,8 @@ def save(state: dict[str, Any], run_dir: pathlib.Path, step: int, world: World, 
                                "genflow.json": json.dumps({"step": step, "world_size": world.world_size})}.items():
                 _write_synced(tmp / name, text)
     except (Exception, CheckpointException) as exc:  # a full disk, a quota, a vanished folder: on every rank
+        if world.distributed and is_lost_rank(exc):  # another rank died mid-save: not a disk problem
+            raise LostRankError(f"saving the checkpoint of step {step}: {_reason(exc)}") from None
         if world.is_main:
             shutil.rmtree(tmp, ignore_errors=True)
         previous = latest_checkpoint(run_dir)

@@ -97,10 +97,20 @@ def exit_rank(code: int) -> NoReturn:
     os._exit(code)
 
 
+class LostRankError(RuntimeError):
+    """A collective inside a larger operation (a checkpoint save) lost another rank."""
+
+
 def is_lost_rank(exc: BaseException) -> bool:
     """Whether ``exc`` says a collective or the rendezvous lost another rank (its process died,
-    its connection closed, or it did not answer within the timeout)."""
-    if isinstance(exc, dist.DistError):
+    its connection closed, or it did not answer within the timeout). Looks through the exceptions
+    DCP gathers from each rank and through ``__cause__``."""
+    if isinstance(exc, (dist.DistError, LostRankError)):
+        return True
+    wrapped = [failure[0] for failure in getattr(exc, "failures", {}).values()]  # a CheckpointException
+    if exc.__cause__ is not None:
+        wrapped.append(exc.__cause__)
+    if any(is_lost_rank(inner) for inner in wrapped if isinstance(inner, BaseException)):
         return True
     text = str(exc)
     return isinstance(exc, RuntimeError) and any(

@@ -85,11 +85,12 @@ def _watch(ranks: list[subprocess.Popen[bytes]]) -> tuple[dict[int, tuple[float,
         failed_at = None
         terminated = False
         while len(codes) < len(ranks):
+            now = time.monotonic()  # one time per sweep: ranks that ended in one interval tie
             for rank, proc in enumerate(ranks):
                 if rank not in codes and proc.poll() is not None:
-                    codes[rank] = (time.monotonic(), proc.returncode)
+                    codes[rank] = (now, proc.returncode)
                     if proc.returncode != 0 and failed_at is None:
-                        failed_at = time.monotonic()
+                        failed_at = now
             if failed_at is not None and not terminated and time.monotonic() - failed_at > GRACE_S:
                 _signal_all(ranks, signal.SIGTERM)
                 terminated = True
@@ -109,9 +110,10 @@ def _signal_all(ranks: list[subprocess.Popen[bytes]], signum: int) -> None:
 
 
 def _first_failure(codes: dict[int, tuple[float, int]]) -> int | None:
-    """The rank that failed first: killed by a signal before one that lost contact with it."""
-    failures = [(code == LOST_RANK_EXIT, at, rank) for rank, (at, code) in codes.items() if code != 0]
-    return min(failures)[2] if failures else None
+    """The rank that failed first; one that lost contact with another rank comes last, and of ranks
+    that ended in the same interval, one killed by a signal comes first."""
+    failures = [(code == LOST_RANK_EXIT, at, code >= 0, rank) for rank, (at, code) in codes.items() if code != 0]
+    return min(failures)[-1] if failures else None
 
 
 def _describe(rank: int, code: int) -> str:

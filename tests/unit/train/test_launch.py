@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import signal
 
+from torch.distributed.checkpoint.api import CheckpointException
+
 from genflow.cli import _argv_without_nproc
-from genflow.train.distributed import LOST_RANK_EXIT
+from genflow.train.distributed import LOST_RANK_EXIT, LostRankError, is_lost_rank
 from genflow.train.launch import _describe, _first_failure
 from genflow.train.logger import drop_rows_after, read_metrics
 
@@ -22,6 +24,19 @@ def test_the_first_failure_is_the_rank_that_died_not_one_that_lost_it():
     assert _first_failure(codes) == 1
     assert _first_failure({0: (1.0, 0), 1: (2.0, 0)}) is None
     assert _first_failure({0: (2.0, 1), 1: (1.0, 2)}) == 1
+    # in one poll interval, the rank a signal killed before one that failed by itself
+    assert _first_failure({0: (1.0, 2), 1: (1.0, -signal.SIGKILL)}) == 1
+
+
+def test_a_rank_lost_inside_a_checkpoint_save_is_a_lost_rank():
+    """DCP wraps what each rank raised; a lost peer inside it is no disk failure."""
+    lost = RuntimeError("[../gloo/transport/tcp/pair.cc:534] Connection closed by peer [127.0.0.1]:1234")
+    assert is_lost_rank(CheckpointException("save failed", {0: (lost, None)}))
+    assert is_lost_rank(LostRankError("saving the checkpoint of step 4"))
+    wrapped = ValueError("collective failed")
+    wrapped.__cause__ = lost
+    assert is_lost_rank(wrapped)
+    assert not is_lost_rank(CheckpointException("save failed", {0: (OSError(28, "No space left on device"), None)}))
 
 
 def test_a_death_is_described_by_its_signal():
