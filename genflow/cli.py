@@ -376,7 +376,8 @@ def cmd_import(args: argparse.Namespace) -> int:
     manager = _manager(args)
     component = manager.get("importer", args.source)
     run_import = component.build(component.config())
-    out = run_import(pathlib.Path(args.file), args.preset, pathlib.Path(args.out), manager)
+    extra = {"null_caption": pathlib.Path(args.null_caption)} if args.null_caption else {}
+    out = run_import(pathlib.Path(args.file), args.preset, pathlib.Path(args.out), manager, **extra)
     print(f"imported '{args.file}' into run folder {out} (genflow sample {out})")
     return 0
 
@@ -457,6 +458,8 @@ def build_parser(command: str | None = None) -> ArgumentParser:
     importer.add_argument("file", help="the weights file")
     importer.add_argument("--preset", required=True, help="the genflow preset the weights fit")
     importer.add_argument("--out", required=True, help="the new run folder")
+    importer.add_argument("--null-caption", metavar="FILE",
+                          help="text-to-image: the text encoder's states of the empty prompt (a tensor file)")
     importer.set_defaults(func=cmd_import)
 
     for name, help_text, module, add_arguments, run in HEAVY_COMMANDS:

@@ -95,7 +95,8 @@ def genflow_text_encoders() -> list[Component]:
 def genflow_importers() -> list[Component]:
     """Importers of weights trained elsewhere (``genflow import NAME FILE --preset P --out RUN``):
     ``build(config)`` returns ``fn(file, preset, out, manager)``, which checks everything, writes
-    the run folder ``out`` (``config.toml``, ``model.pt``) and returns its path."""
+    the run folder ``out`` (``config.toml``, ``model.pt``) and returns its path; ``genflow import
+    --null-caption FILE`` adds the keyword ``null_caption=pathlib.Path`` (text-to-image models)."""
     raise NotImplementedError
 
 

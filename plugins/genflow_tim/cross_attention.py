@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from genflow_tim.layers import RMSNorm, xavier_linear
+from genflow_tim.layers import AffineLayerNorm, RMSNorm, RopePairs, SwiGLU, apply_rope, xavier_linear
 
 
 def masked_mean(text: Tensor, mask: Tensor) -> Tensor:
@@ -85,3 +85,62 @@ class TextPooling(nn.Module):
             return self.linear.bias.to(like.dtype).expand(n, -1)
         mask = text_mask if text_mask is not None else torch.ones(text.shape[:2], dtype=torch.bool, device=text.device)
         return self.linear(masked_mean(text.to(like.dtype), mask))
+
+
+class CaptionEmbedder(nn.Module):
+    """The official TiM caption embedder (arXiv 2509.04394, text-to-image network):
+    ``SwiGLU(LayerNorm(text))``, a LayerNorm with weight and bias (eps 1e-5) over the ``text_dim``-wide
+    encoder states, then a SwiGLU ``text_dim -> 4 dim -> dim``; applied once, before the blocks."""
+
+    def __init__(self, text_dim: int, dim: int) -> None:
+        super().__init__()
+        self.norm = AffineLayerNorm(text_dim)
+        self.mlp = SwiGLU(text_dim, 4 * dim, dim)
+
+    def init_weights(self) -> None:
+        self.norm.init_weights()
+        self.mlp.init_weights()
+        for weight in (self.mlp.fc_in.weight, self.mlp.fc_out.weight):  # N(0, 0.02) as the reference
+            nn.init.normal_(weight, std=0.02)
+
+    def forward(self, text: Tensor) -> Tensor:
+        """``(N, L, text_dim)`` -> ``(N, L, dim)``."""
+        return self.mlp(self.norm(text))
+
+
+class GatedCrossAttention(nn.Module):
+    """Cross-attention of the official TiM text-to-image block (``cross_attention = "gated"``).
+
+    ``proj(softmax(q k^T / sqrt(d)) v)`` with ``q = RoPE(qk_norm(W_q x))`` (the image tokens' 2D RoPE
+    on the queries only), ``k = qk_norm(W_k text)``, ``v = W_v text``, over every text position:
+    no key padding mask and no null token (the caller passes the null caption's states for the
+    unconditional rows). The caller normalises ``x`` and ``text`` and gates the update (9-way adaLN).
+    """
+
+    def __init__(self, dim: int, text_dim: int, heads: int, qk_norm: str = "rms", rope_pairs: RopePairs = "half") -> None:
+        super().__init__()
+        self.heads = heads
+        self.head_dim = dim // heads
+        self.rope_pairs = rope_pairs
+        self.q = nn.Linear(dim, dim)
+        self.kv = nn.Linear(text_dim, 2 * dim)
+        norm = RMSNorm if qk_norm == "rms" else AffineLayerNorm
+        self.q_norm = norm(self.head_dim)
+        self.k_norm = norm(self.head_dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def init_weights(self) -> None:
+        for linear in (self.q, self.kv, self.proj):
+            xavier_linear(linear)
+        self.q_norm.init_weights()
+        self.k_norm.init_weights()
+
+    def forward(self, x: Tensor, text: Tensor, rope: tuple[Tensor, Tensor]) -> Tensor:
+        """``x``: ``(N, T, dim)``; ``text``: ``(N, L, text_dim)``; ``rope``: the image tokens' ``(T, d)`` tables."""
+        N, T, D = x.shape
+        L = text.shape[1]
+        q = self.q_norm(self.q(x).view(N, T, self.heads, self.head_dim).transpose(1, 2))  # (N, H, T, d)
+        q = apply_rope(q, rope, self.rope_pairs)
+        k, v = self.kv(text.to(x.dtype)).view(N, L, 2, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        out = F.scaled_dot_product_attention(q, self.k_norm(k), v)  # (N, H, T, d)
+        return self.proj(out.transpose(1, 2).reshape(N, T, D))  # (N, T, dim)

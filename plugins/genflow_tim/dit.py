@@ -13,7 +13,9 @@ A DiT over patch tokens of any size (native resolution) that reads the time pair
 - with captions (``DataSpec.text``, text-to-image XL/1 of docs/math.md section 9): per-block
   cross-attention to the text-encoder states between self-attention and MLP, with key padding
   masks and a learned null token (:mod:`genflow_tim.cross_attention`), and the pooled caption added
-  to ``c`` (``text_pooled``). Nothing of this exists without captions.
+  to ``c`` (``text_pooled``). Nothing of this exists without captions. ``caption_embedder`` and
+  ``cross_attention = "gated"`` select the official text-to-image network's caption embedder and
+  gated cross-attention instead (``DiTConfig``).
 
 Parameter counts match the reference (without its REPA projector head): class-conditional B/4 on
 4x32x32 latents 128.8M, XL/2 664.1M.
@@ -33,13 +35,22 @@ from genflow.config.domains import non_negative, positive
 from genflow.errors import ConfigError
 from genflow.interfaces import Backbone, Condition, DataSpec
 from genflow.nn import TimestepEmbedder
-from genflow_tim.cross_attention import TextCrossAttention, TextPooling
-from genflow_tim.layers import AffineLayerNorm, RMSNorm, SwiGLU, modulate, xavier_linear
+from genflow_tim.cross_attention import CaptionEmbedder, GatedCrossAttention, TextCrossAttention, TextPooling
+from genflow_tim.layers import (
+    AffineLayerNorm,
+    RMSNorm,
+    RopePairs,
+    SwiGLU,
+    apply_rope,
+    modulate,
+    xavier_linear,
+)
 
 PresetName = Literal["debug", "S", "B/4", "XL/2", "XL/1"]
 QkNorm = Literal["rms", "layer"]
-RopePairs = Literal["half", "interleaved"]
 RopeFirstAxis = Literal["row", "col"]
+CaptionEmbedding = Literal["none", "norm-swiglu"]
+CrossAttentionKind = Literal["masked", "gated"]
 
 
 @attrs.frozen(kw_only=True)
@@ -82,6 +93,17 @@ class DiTConfig:
     ``projector_out`` > 0 adds the representation-alignment projector: an MLP
     ``D -> projector_dim -> projector_dim -> projector_out`` (SiLU between) on the hidden states
     after block ``projector_depth`` (``DiT.forward_features``); it does not change ``forward``.
+
+    Text layout options (with captions; the official text-to-image network is ``caption_embedder =
+    "norm-swiglu"``, ``cross_attention = "gated"``, ``text_pooled = false``, docs/official-weights.md):
+    ``caption_embedder`` ``"none"`` (the blocks read the encoder states) or ``"norm-swiglu"`` (a
+    LayerNorm, then a SwiGLU ``D_text -> 4D -> D``, once before the blocks); ``cross_attention``
+    ``"masked"`` (genflow: ungated, key padding mask and a learned null token) or ``"gated"`` (the
+    official block: a 9-way adaLN shifts, scales and gates the cross-attention input and update, the
+    text states are LayerNormed, queries get the image RoPE, every text position is a key, and a
+    row without any real token reads the null caption: the buffer ``null_caption``,
+    ``null_caption_length`` states wide, the encoded empty prompt for an imported model, zeros
+    otherwise).
     """
 
     preset: PresetName = "debug"
@@ -98,6 +120,9 @@ class DiTConfig:
     projector_out: int = attrs.field(default=0, validator=non_negative())
     projector_dim: int = attrs.field(default=2048, validator=positive())
     projector_depth: int = attrs.field(default=0, validator=non_negative())
+    caption_embedder: CaptionEmbedding = attrs.field(default="none", validator=attrs.validators.in_(("none", "norm-swiglu")))
+    cross_attention: CrossAttentionKind = attrs.field(default="masked", validator=attrs.validators.in_(("masked", "gated")))
+    null_caption_length: int = attrs.field(default=256, validator=positive())
 
     def resolve(self) -> Preset:
         """The preset with this config's non-zero overrides applied."""
@@ -135,25 +160,6 @@ def axial_rope(h: int, w: int, head_dim: int, *, device: torch.device, dtype: to
     # (h w, d): a0 a0 a1 a1 ... (interleaved) or a0 a1 ... a0 a1 ... (half)
     angles = angles.repeat_interleave(2, dim=-1) if pairs == "interleaved" else torch.cat([angles, angles], dim=-1)
     return angles.cos(), angles.sin()
-
-
-def rotate_half(x: Tensor) -> Tensor:
-    x1, x2 = x.chunk(2, dim=-1)
-    return torch.cat([-x2, x1], dim=-1)
-
-
-def rotate_interleaved(x: Tensor) -> Tensor:
-    """``(x_0, x_1, x_2, x_3, ...) -> (-x_1, x_0, -x_3, x_2, ...)``: pairs ``(2i, 2i + 1)`` rotate."""
-    pairs = x.unflatten(-1, (-1, 2))
-    return torch.stack([-pairs[..., 1], pairs[..., 0]], dim=-1).flatten(-2)
-
-
-def apply_rope(x: Tensor, rope: tuple[Tensor, Tensor], pairs: RopePairs = "half") -> Tensor:
-    """Rotate ``x`` ``(N, heads, T, d)`` by the angles of ``rope`` (in ``rope``'s precision)."""
-    cos, sin = rope
-    xr = x.to(cos.dtype)
-    rotated = rotate_interleaved(xr) if pairs == "interleaved" else rotate_half(xr)
-    return (xr * cos + rotated * sin).to(x.dtype)
 
 
 # --------------------------------------------------------------------------------------------
@@ -196,21 +202,33 @@ class IntervalAwareAttention(nn.Module):
 
 
 class TiMBlock(nn.Module):
-    """One adaLN-zero transformer block with interval-aware attention and LoRA-AdaLN."""
+    """One adaLN-zero transformer block with interval-aware attention and LoRA-AdaLN.
+
+    With captions (``text_dim`` > 0) a cross-attention sits between attention and MLP: genflow's
+    ungated masked one (``cross_attention = "masked"``), or the official gated one (``"gated"``,
+    arXiv 2509.04394 text-to-image network): the adaLN then gives nine chunks, ``(shift, scale,
+    gate)`` of the self-attention, the cross-attention and the MLP in that order, and
+    ``h += gate_msc * cross(modulate(LN(h), shift_msc, scale_msc), LN(text), rope)``.
+    """
 
     def __init__(self, dim: int, heads: int, adaln_rank: int, text_dim: int = 0, *, qk_norm: QkNorm = "rms",
-                 rope_pairs: RopePairs = "half") -> None:
+                 rope_pairs: RopePairs = "half", cross_attention: CrossAttentionKind = "masked") -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
         self.attn = IntervalAwareAttention(dim, heads, qk_norm, rope_pairs)
         self.cross: nn.Module | None = None
+        self.gated = bool(text_dim) and cross_attention == "gated"
         if text_dim:  # text-to-image: cross-attention to the caption (absent otherwise)
             self.norm_cross = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
-            self.cross = TextCrossAttention(dim, text_dim, heads)
+            if self.gated:
+                self.norm_text = nn.LayerNorm(text_dim, elementwise_affine=False, eps=1e-6)
+                self.cross = GatedCrossAttention(dim, text_dim, heads, qk_norm, rope_pairs)
+            else:
+                self.cross = TextCrossAttention(dim, text_dim, heads)
         self.norm2 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
         self.mlp = SwiGLU(dim, (8 * dim) // 3, dim)  # hidden floor(8D/3)
-        # docs/math.md section 9: LoRA-AdaLN, low-rank SwiGLU D -> rank -> 6D.
-        self.adaln = SwiGLU(dim, adaln_rank, 6 * dim)
+        # docs/math.md section 9: LoRA-AdaLN, low-rank SwiGLU D -> rank -> 6D (9D when gated).
+        self.adaln = SwiGLU(dim, adaln_rank, (9 if self.gated else 6) * dim)
 
     def init_weights(self) -> None:
         self.attn.init_weights()
@@ -221,11 +239,18 @@ class TiMBlock(nn.Module):
 
     def forward(self, h: Tensor, c: Tensor, phi_dt: Tensor, rope: tuple[Tensor, Tensor],
                 text: Tensor | None = None, text_mask: Tensor | None = None) -> Tensor:
-        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = self.adaln(c).chunk(6, dim=-1)
+        mods = self.adaln(c).chunk(9 if self.gated else 6, dim=-1)
+        shift_msa, scale_msa, gate_msa = mods[:3]
+        shift_mlp, scale_mlp, gate_mlp = mods[-3:]
         # LayerNorm outputs float32 under CUDA autocast; modulating in the residual stream's dtype
         # keeps bf16 (not fp32) copies for the backward pass and halves this elementwise traffic.
         h = h + gate_msa * self.attn(modulate(self.norm1(h).to(h.dtype), shift_msa, scale_msa), phi_dt, rope)
-        if self.cross is not None:  # text-to-image XL/1 (docs/math.md section 9): between attention and MLP
+        if self.gated:  # the official text-to-image block: gated, modulated, RoPE on the queries
+            assert text is not None
+            shift_msc, scale_msc, gate_msc = mods[3:6]
+            x = modulate(self.norm_cross(h).to(h.dtype), shift_msc, scale_msc)
+            h = h + gate_msc * self.cross(x, self.norm_text(text).to(h.dtype), rope)  # type: ignore[misc]
+        elif self.cross is not None:  # text-to-image XL/1 (docs/math.md section 9): between attention and MLP
             h = h + self.cross(self.norm_cross(h).to(h.dtype), text, text_mask)  # (N, T, D)
         h = h + gate_mlp * self.mlp(modulate(self.norm2(h).to(h.dtype), shift_mlp, scale_mlp))  # (N, T, D)
         return h
@@ -281,9 +306,17 @@ class DiT(Backbone):
         self.text_pool: nn.Module | None = None
         if spec.text and config.text_pooled:
             self.text_pool = TextPooling(spec.text_dim, D)
+        self.caption_embedder: CaptionEmbedder | None = None
+        block_text_dim = spec.text_dim if spec.text else 0
+        if spec.text and config.caption_embedder == "norm-swiglu":
+            self.caption_embedder = CaptionEmbedder(spec.text_dim, D)
+            block_text_dim = D
+        self.gated_text = spec.text and config.cross_attention == "gated"
+        if self.gated_text:  # the null caption's encoder states, read by rows without a real token
+            self.register_buffer("null_caption", torch.empty(config.null_caption_length, spec.text_dim))
         self.rope_pairs, self.rope_first_axis = config.rope_pairs, config.rope_first_axis
-        self.blocks = nn.ModuleList(TiMBlock(D, arch.heads, arch.adaln_rank, spec.text_dim if spec.text else 0,
-                                             qk_norm=config.qk_norm, rope_pairs=config.rope_pairs)
+        self.blocks = nn.ModuleList(TiMBlock(D, arch.heads, arch.adaln_rank, block_text_dim, qk_norm=config.qk_norm,
+                                             rope_pairs=config.rope_pairs, cross_attention=config.cross_attention)
                                     for _ in range(arch.depth))
         self.final = FinalLayer(D, p, self.in_channels)
         self.projector_depth = config.projector_depth
@@ -305,6 +338,10 @@ class DiT(Backbone):
             nn.init.normal_(self.class_embedding.weight, std=0.02)
         if self.text_pool is not None:
             self.text_pool.init_weights()
+        if self.caption_embedder is not None:
+            self.caption_embedder.init_weights()
+        if self.gated_text:
+            nn.init.zeros_(self.null_caption)  # an imported model loads the encoded empty prompt
         for block in self.blocks:
             block.init_weights()
         self.final.init_weights()
@@ -361,7 +398,7 @@ class DiT(Backbone):
                           device=h.device, dtype=rope_dtype, pairs=self.rope_pairs,
                           first_axis=self.rope_first_axis)  # (T, d) each
         # (N, L, D_text), (N, L): only a text-to-image model reads the caption.
-        text = (cond.text, cond.text_mask) if self.uses_text else ()
+        text = self.text_states(cond, N) if self.uses_text else ()
         z = None
         for i, block in enumerate(self.blocks):
             if self.grad_checkpointing and torch.is_grad_enabled():
@@ -372,6 +409,26 @@ class DiT(Backbone):
                 z = self.projector(h)  # (N, T, projector_out)
         h = self.final(h, c)  # (N, T, p p C)
         return self.unpatchify(h, H, W).to(x_t.dtype), z  # (N, C, H, W)
+
+    def text_states(self, cond: Condition, n: int) -> tuple[Tensor | None, Tensor | None]:
+        """``(text, text_mask)`` as the blocks read them: with ``cross_attention = "gated"`` rows
+        without a real token (all-False mask: the empty caption, the null condition) hold the null
+        caption's first ``L`` states (its first one without any text), as the official sampler and
+        trainer pass ``null_cap_feat[:, :L]``; then the caption embedder, if any."""
+        text, mask = cond.text, cond.text_mask
+        if self.gated_text:
+            null = self.null_caption  # (L_null, D_text)
+            if text is None:
+                text, mask = null[:1].expand(n, 1, -1), None
+            else:
+                if text.shape[1] > null.shape[0]:
+                    raise ValueError(f"tim-dit: {text.shape[1]} text states, the null caption has "
+                                     f"{null.shape[0]} (backbone.null_caption_length)")
+                empty = ~mask.any(dim=1) if mask is not None else torch.zeros(n, dtype=torch.bool, device=text.device)
+                text = torch.where(empty[:, None, None], null[: text.shape[1]].to(text.dtype), text)
+        if self.caption_embedder is not None and text is not None:
+            text = self.caption_embedder(text.to(self.caption_embedder.mlp.fc_in.weight.dtype))  # (N, L, D)
+        return text, mask
 
     def unpatchify(self, h: Tensor, H: int, W: int) -> Tensor:
         """``(N, T, p p C)`` -> ``(N, C, H, W)`` (inverse of the row-major patch embedding)."""

@@ -24,13 +24,15 @@ from genflow.interfaces import Batch, BatchLoader, Dataset, DataSpec
 class LatentSpaceConfig:
     """``shape``: one sample ``(C, H, W)``; ``num_classes``: class labels (0: none; the null class is
     ``num_classes``); ``autoencoder``: a registered autoencoder name (``identity``: samples stay in
-    model space) with its ``pretrained`` hub id or folder; ``url``: a latent store with training data."""
+    model space) with its ``pretrained`` hub id or folder; ``url``: a latent store with training data;
+    ``text``: the model is caption-conditioned (its store then holds captions)."""
 
     shape: tuple[int, ...] = attrs.field(default=(4, 32, 32), validator=each(positive(), min_len=3, max_len=3))
     num_classes: int = attrs.field(default=0, validator=non_negative())
     autoencoder: str = attrs.field(default="identity", validator=text())
     pretrained: str = attrs.field(default="", validator=text(empty=True))
     url: str = attrs.field(default="", validator=text(empty=True))
+    text: bool = False
 
     @shape.validator
     def _check_shape(self, _: object, shape: tuple[int, ...]) -> None:
@@ -43,16 +45,29 @@ class LatentSpace(Dataset):
 
     def __init__(self, config: LatentSpaceConfig) -> None:
         self.config = config
-        self.spec = DataSpec(shape=tuple(config.shape), num_classes=config.num_classes)
+        self.spec = DataSpec(shape=tuple(config.shape), num_classes=config.num_classes, text=config.text)
         self.autoencoder: Any = None
         self.store: Dataset | None = None
+        self._text_fn: Any = None
         if config.url:
             from genflow.data.dataset import StoreConfig, build_store
 
-            self.store = build_store(StoreConfig(url=config.url, condition="labels" if config.num_classes else "none"))
+            condition = "text" if config.text else "labels" if config.num_classes else "none"
+            self.store = build_store(StoreConfig(url=config.url, condition=condition))
             if self.store.spec != self.spec:
                 raise ConfigError(f"data.url '{config.url}': the store holds {self.store.spec}, this model's latent "
                                   f"space is {self.spec}")
+
+    @property
+    def text_fn(self) -> Any:
+        """``captions -> (text, text_mask)`` of the run's text encoder (set by ``genflow.build``)."""
+        return self._text_fn
+
+    @text_fn.setter
+    def text_fn(self, fn: Any) -> None:
+        self._text_fn = fn
+        if self.store is not None:
+            self.store.text_fn = fn  # type: ignore[attr-defined]
 
     def _training_store(self) -> Dataset:
         if self.store is None:

@@ -3,9 +3,13 @@ the affine LayerNorm of the official qk-norm, adaLN modulation and Xavier initia
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+RopePairs = Literal["half", "interleaved"]
 
 
 class SwiGLU(nn.Module):
@@ -88,3 +92,22 @@ def xavier_linear(linear: nn.Linear) -> None:
     nn.init.xavier_uniform_(linear.weight)
     if linear.bias is not None:
         nn.init.zeros_(linear.bias)
+
+
+def rotate_half(x: Tensor) -> Tensor:
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat([-x2, x1], dim=-1)
+
+
+def rotate_interleaved(x: Tensor) -> Tensor:
+    """``(x_0, x_1, x_2, x_3, ...) -> (-x_1, x_0, -x_3, x_2, ...)``: pairs ``(2i, 2i + 1)`` rotate."""
+    pairs = x.unflatten(-1, (-1, 2))
+    return torch.stack([-pairs[..., 1], pairs[..., 0]], dim=-1).flatten(-2)
+
+
+def apply_rope(x: Tensor, rope: tuple[Tensor, Tensor], pairs: RopePairs = "half") -> Tensor:
+    """Rotate ``x`` ``(N, heads, T, d)`` by the angles of ``rope`` (in ``rope``'s precision)."""
+    cos, sin = rope
+    xr = x.to(cos.dtype)
+    rotated = rotate_interleaved(xr) if pairs == "interleaved" else rotate_half(xr)
+    return (xr * cos + rotated * sin).to(x.dtype)

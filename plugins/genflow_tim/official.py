@@ -14,6 +14,12 @@ Tensor by tensor (official -> genflow): ``x_embedder.proj`` -> ``patch_embed``; 
 the SwiGLUs' ``fc1_g``, ``fc1_x`` stacked (gate first) -> ``fc_in``, ``fc2`` -> ``fc_out``
 (``mlp``, ``adaLN_modulation`` -> ``adaln``); ``final_layer`` -> ``final``; the REPA ``projector``
 kept for fine-tuning (unused when sampling).
+
+The official text-to-image network is ``tim-dit`` with, in addition, ``caption_embedder =
+"norm-swiglu"``, ``cross_attention = "gated"`` and ``text_pooled = false`` (``convert_t2i``:
+``y_embedder`` -> ``caption_embedder``, ``blocks.i.cross_attn`` -> ``blocks.i.cross``); its null
+condition is the text encoder's encoding of the empty prompt, which the file does not hold:
+``--null-caption FILE`` gives it, and it is stored as the DiT's ``null_caption`` buffer.
 """
 
 from __future__ import annotations
@@ -65,6 +71,10 @@ class OfficialModel:
     guidance: float = 2.5
     guidance_interval: tuple[float, float] = (0.0, 0.6)
     stochasticity: float = 0.2
+    cap_dim: int = 1152  # t2i: the text-encoder width (gemma-3-1b-it's hidden size)
+    max_length: int = 256  # t2i: the official max_seq_length, the null caption's length
+    text_encoder: str = "gemma"  # t2i: the run's text_encoder component
+    text_encoder_path: str = "google/gemma-3-1b-it"
 
 
 #: genflow's reference presets and the official model each imports.
@@ -78,9 +88,11 @@ OFFICIAL_MODELS: dict[str, OfficialModel] = {
                                      autoencoder="diffusers-dc",
                                      pretrained="mit-han-lab/dc-ae-f32c32-sana-1.1-diffusers",
                                      guidance=3.0, guidance_interval=(0.0, 0.7)),
+    # the official T2I sampling scripts (scripts/sample/t2i/*.sh) use --cfg-scale 2.5 on [0, 1]
     "t2i-xl1": OfficialModel(name="TiM-T2I (tim_xl_p1_t2i)", kind="t2i", hidden=1152, depth=28, heads=16,
-                             patch=1, channels=32, latent=16, lora_rank=384, encoder_depth=8, num_classes=0,
-                             autoencoder="diffusers-dc", pretrained="mit-han-lab/dc-ae-f32c32-sana-1.1-diffusers"),
+                             patch=1, channels=32, latent=32, lora_rank=384, encoder_depth=8, num_classes=0,
+                             autoencoder="diffusers-dc", pretrained="mit-han-lab/dc-ae-f32c32-sana-1.1-diffusers",
+                             guidance=2.5, guidance_interval=(0.0, 1.0), stochasticity=0.0),
 }
 
 
@@ -194,12 +206,43 @@ def convert_c2i(state: Mapping[str, Tensor], model: OfficialModel) -> dict[str, 
     return out
 
 
+def convert_t2i(state: Mapping[str, Tensor], model: OfficialModel, null_caption: Tensor) -> dict[str, Tensor]:
+    """The official text-to-image state dict in ``tim-dit``'s keys (after ``check_layout``), with
+    the null caption ``(max_length, cap_dim)``: the class-conditional mapping without the class
+    table, plus ``y_embedder`` -> ``caption_embedder`` (``norm``; the SwiGLU ``mlp`` fused) and per
+    block ``cross_attn`` -> ``cross`` (``q``, ``kv``, ``q_norm``, ``k_norm``, ``proj``)."""
+    with_table = {**state, "y_embedder.embedding_table.weight": torch.empty(0)}
+    out = convert_c2i(with_table, model)
+    del out["class_embedding.weight"]
+    out |= _copy(state, "y_embedder.norm", "caption_embedder.norm")
+    out |= _fused_swiglu(state, "y_embedder.mlp", "caption_embedder.mlp")
+    for i in range(model.depth):
+        for name in ("q", "kv", "q_norm", "k_norm", "proj"):
+            out |= _copy(state, f"blocks.{i}.cross_attn.{name}", f"blocks.{i}.cross.{name}")
+    out["null_caption"] = null_caption
+    return out
+
+
 def backbone_options(model: OfficialModel) -> dict[str, object]:
     """The ``[backbone]`` settings of ``tim-dit`` that compute the official network's function."""
-    return {"name": "tim-dit", "hidden_size": model.hidden, "depth": model.depth, "heads": model.heads,
-            "patch_size": model.patch, "adaln_rank": model.lora_rank, "qk_norm": "layer",
-            "rope_pairs": "interleaved", "rope_first_axis": "col", "projector_out": model.z_dim,
-            "projector_dim": model.projector_dim, "projector_depth": model.encoder_depth}
+    options: dict[str, object] = {
+        "name": "tim-dit", "hidden_size": model.hidden, "depth": model.depth, "heads": model.heads,
+        "patch_size": model.patch, "adaln_rank": model.lora_rank, "qk_norm": "layer",
+        "rope_pairs": "interleaved", "rope_first_axis": "col", "projector_out": model.z_dim,
+        "projector_dim": model.projector_dim, "projector_depth": model.encoder_depth}
+    if model.kind == "t2i":
+        options |= {"text_pooled": False, "caption_embedder": "norm-swiglu", "cross_attention": "gated",
+                    "null_caption_length": model.max_length}
+    return options
+
+
+def text_encoder_options(model: OfficialModel) -> dict[str, object]:
+    """The ``[text_encoder]`` of an imported text-to-image run: the official encoder (Gemma's last
+    hidden state, ``max_length`` tokens; the ``gemma`` component, docs/official-weights.md)."""
+    if model.text_encoder == "gemma":
+        return {"name": "gemma", "path": model.text_encoder_path, "max_length": model.max_length,
+                "dim": model.cap_dim}
+    return {"name": model.text_encoder, "dim": model.cap_dim}
 
 
 # --------------------------------------------------------------------------------------------
@@ -264,11 +307,39 @@ def official_model(preset: str) -> OfficialModel:
     if model is None:
         raise GenflowError(f"--preset '{preset}': no official TiM model maps onto it; allowed: "
                            f"{', '.join(OFFICIAL_MODELS)}")
-    if model.kind != "c2i":
-        raise GenflowError(f"--preset '{preset}': importing {model.name} is not supported yet (its caption "
-                           "embedder and gated cross-attention have no tim-dit counterpart); allowed: "
-                           f"{', '.join(k for k, m in OFFICIAL_MODELS.items() if m.kind == 'c2i')}")
     return model
+
+
+def official_manifest(model: OfficialModel) -> dict[str, tuple[int, ...]]:
+    """The key / shape manifest of ``model`` (class-conditional or text-to-image)."""
+    return official_c2i_manifest(model) if model.kind == "c2i" else official_t2i_manifest(model, model.cap_dim)
+
+
+def read_null_caption(path: pathlib.Path | None, model: OfficialModel) -> Tensor:
+    """The official null caption: Gemma's states of the empty prompt, ``(max_length, cap_dim)`` (a
+    leading 1 allowed), from a ``.safetensors`` file with one tensor or a torch file holding a tensor."""
+    from genflow import safe_load
+
+    expected = (model.max_length, model.cap_dim)
+    if path is None:
+        raise GenflowError(f"{model.name} needs --null-caption FILE: the text encoder's states of the empty "
+                           f"prompt, shape {list(expected)} (docs/official-weights.md shows how to write it)")
+    if not path.is_file():
+        raise GenflowError(f"--null-caption '{path}' is not a file; pass a tensor of shape {list(expected)}")
+    if path.suffix == ".safetensors":
+        tensors = list(read_safetensors(path).values())
+        value: object = tensors[0] if len(tensors) == 1 else None
+    else:
+        value = safe_load.load_weights(path, "null caption file")
+    if not isinstance(value, Tensor) or not value.is_floating_point():
+        raise GenflowError(f"--null-caption '{path}' does not hold one floating-point tensor")
+    null = value[0] if value.dim() == 3 and value.shape[0] == 1 else value
+    if tuple(null.shape) != expected:
+        raise GenflowError(f"--null-caption '{path}' has shape {list(value.shape)}; {model.name} needs "
+                           f"{list(expected)} (max_length x the text encoder's width)")
+    if not torch.isfinite(null).all():
+        raise GenflowError(f"--null-caption '{path}' holds non-finite values")
+    return null.to(torch.float32)
 
 
 def run_config_raw(preset: str, model: OfficialModel) -> dict[str, object]:
@@ -281,6 +352,11 @@ def run_config_raw(preset: str, model: OfficialModel) -> dict[str, object]:
                    "num_classes": model.num_classes, "autoencoder": model.autoencoder,
                    "pretrained": model.pretrained}
     raw["backbone"] = backbone_options(model)
+    if model.kind == "t2i":
+        raw["data"]["text"] = True  # type: ignore[index]
+        raw["text_encoder"] = text_encoder_options(model)
+    else:
+        raw.pop("text_encoder", None)
     raw["sampler"] = {"name": "transition", "guidance_interval": list(model.guidance_interval),
                       "stochasticity": model.stochasticity}
     sample = raw.get("sample")
@@ -296,10 +372,12 @@ def _check_out(out: pathlib.Path) -> None:
         raise GenflowError(f"--out '{out}' exists and is not empty; choose a new folder for the imported run")
 
 
-def import_official(file: pathlib.Path, preset: str, out: pathlib.Path, manager: object) -> pathlib.Path:
+def import_official(file: pathlib.Path, preset: str, out: pathlib.Path, manager: object, *,
+                    null_caption: pathlib.Path | None = None) -> pathlib.Path:
     """Check everything, then write ``out/config.toml`` and ``out/model.pt`` (the official weights in
     ``tim-dit``'s layout), a run folder that ``genflow sample``, ``genflow eval`` and
-    ``genflow train --resume`` (fine-tuning, with ``data.url``) accept."""
+    ``genflow train --resume`` (fine-tuning, with ``data.url``) accept. A text-to-image model also
+    needs ``null_caption`` (``--null-caption FILE``, :func:`read_null_caption`)."""
     from genflow import config as cfg
     from genflow.build import build_backbone, build_components
     from genflow.plugins import PluginManager
@@ -307,15 +385,22 @@ def import_official(file: pathlib.Path, preset: str, out: pathlib.Path, manager:
 
     assert isinstance(manager, PluginManager)
     model = official_model(preset)
+    if model.kind == "c2i" and null_caption is not None:
+        raise GenflowError(f"--null-caption is for text-to-image models; {model.name} is class-conditional")
     _check_out(out)
+    null = read_null_caption(null_caption, model) if model.kind == "t2i" else None
     state = read_state_dict(file)
-    check_layout(state, official_c2i_manifest(model), f"'{file}'")
+    check_layout(state, official_manifest(model), f"'{file}'")
     config = cfg.resolve(run_config_raw(preset, model), manager)
     components = build_components(config, manager)
-    backbone = build_backbone(config, manager, components.spec)
-    weights = {k: v.to(torch.float32) for k, v in convert_c2i(state, model).items()}
+    backbone = build_backbone(config, manager, components.spec, meta=True)
+    backbone.to_empty(device=torch.device("cpu"))
+    backbone.init_weights()  # a pretrained text encoder loads its own weights here
+    target = getattr(backbone, "backbone", backbone)  # the DiT (inside TextConditioned with captions)
+    converted = convert_c2i(state, model) if null is None else convert_t2i(state, model, null)
+    weights = {k: v.to(torch.float32) for k, v in converted.items()}
     try:
-        backbone.load_state_dict(weights, strict=True)
+        target.load_state_dict(weights, strict=True)
     except RuntimeError as exc:
         detail = " ".join(str(exc).split())[:200]
         raise GenflowError(f"'{file}': the mapped tensors do not fit preset '{preset}''s tim-dit: {detail}") from None

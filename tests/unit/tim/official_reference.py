@@ -11,6 +11,7 @@ and k, RoPE from ``VisionRotaryEmbedding.get_cached_2d_rope_from_grid`` on the g
 ``meshgrid(arange(h), arange(w), indexing="xy")`` with interleaved pairs, softmax attention with
 scale ``d^-1/2``; a SwiGLU MLP; the final layer's ``(shift, scale)`` adaLN; ``unpatchify``; and the
 REPA projector (Linear-SiLU-Linear-SiLU-Linear) after block ``encoder_depth``.
+``official_t2i_forward`` does the same for the text-to-image network (``tim/models/t2i/tim_model.py``).
 """
 
 from __future__ import annotations
@@ -105,3 +106,67 @@ def official_forward(state: dict[str, Tensor], x: Tensor, t: Tensor, r: Tensor, 
     out = torch.einsum("nhwpqc->nchpwq", out).reshape(B, C, H, W)
     assert h_proj is not None
     return out, h_proj
+
+
+def _attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    """Softmax attention with scale ``d^-1/2``, ``(B, heads, N, d)`` -> ``(B, N, heads d)``."""
+    weights = ((q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)).softmax(dim=-1)
+    out = weights @ v
+    return out.transpose(1, 2).reshape(out.shape[0], out.shape[2], -1)
+
+
+def official_t2i_forward(state: dict[str, Tensor], x: Tensor, t: Tensor, r: Tensor, cap_feats: Tensor, *,
+                         heads: int, patch: int) -> Tensor:
+    """``F`` of the official text-to-image network (``tim/models/t2i/tim_model.py``) in float64.
+
+    ``cap_feats``: ``(B, M, cap_dim)`` text-encoder states exactly as the official code feeds them
+    (every position a key: no mask; the null caption's states for unconditional rows). Differences
+    to the class-conditional forward, as read: the caption embedder ``SwiGLU(LayerNorm(y))``
+    (``nn.LayerNorm(cap_dim)``, eps 1e-5, weight and bias) replaces the class table and is not
+    added to ``c = phi(t) + phi(t - r)``; the adaLN SwiGLU gives nine chunks, ``shift, scale, gate``
+    for the self-attention, the cross-attention and the MLP; the cross-attention reads
+    ``modulate(LN(x))`` for its queries (per-head LayerNorm, then the image RoPE) and ``LN(y)``
+    (no affine, eps 1e-6) for its keys (per-head LayerNorm, no RoPE) and values; its update is gated.
+    """
+    B, C, H, W = x.shape
+    p = patch
+    tokens = F.conv2d(x, state["x_embedder.proj.weight"], state["x_embedder.proj.bias"], stride=p)
+    tokens = tokens.flatten(2).transpose(1, 2)  # (B, T, D)
+    D = tokens.shape[-1]
+    hd = D // heads
+    delta = _timestep(state, "delta_embedder", t - r)[:, None]
+    c = _timestep(state, "t_embedder", t)[:, None] + delta  # (B, 1, D)
+    y = _layer_norm(cap_feats, state["y_embedder.norm.weight"], state["y_embedder.norm.bias"], 1e-5)
+    y = _swiglu(state, "y_embedder.mlp", y)  # (B, M, D)
+    cos, sin = _rope(H // p, W // p, hd)
+    depth = 1 + max(int(k.split(".")[1]) for k in state if k.startswith("blocks."))
+
+    def split(z: Tensor) -> Tensor:  # (B, n, D) -> (B, heads, n, d)
+        return z.reshape(B, z.shape[1], heads, hd).transpose(1, 2)
+
+    def norm(z: Tensor, name: str) -> Tensor:
+        return _layer_norm(z, state[f"{name}.weight"], state[f"{name}.bias"], 1e-5)
+
+    for i in range(depth):
+        b = f"blocks.{i}"
+        (shift_msa, scale_msa, gate_msa, shift_msc, scale_msc, gate_msc, shift_mlp, scale_mlp,
+         gate_mlp) = _swiglu(state, f"{b}.adaLN_modulation", c).chunk(9, dim=-1)
+        a_in = _layer_norm(tokens, None, None, 1e-6) * (1 + scale_msa) + shift_msa
+        q, k, v = (_linear(state, f"{b}.attn.qkv", a_in)
+                   + F.linear(delta, state[f"{b}.attn.qkv_d.weight"])).chunk(3, dim=-1)
+        q, k = norm(split(q), f"{b}.attn.q_norm"), norm(split(k), f"{b}.attn.k_norm")
+        q, k = q * cos + _rotate_pairs(q) * sin, k * cos + _rotate_pairs(k) * sin
+        tokens = tokens + gate_msa * _linear(state, f"{b}.attn.proj", _attention(q, k, split(v)))
+        c_in = _layer_norm(tokens, None, None, 1e-6) * (1 + scale_msc) + shift_msc
+        q = norm(split(_linear(state, f"{b}.cross_attn.q", c_in)), f"{b}.cross_attn.q_norm")
+        q = q * cos + _rotate_pairs(q) * sin
+        k, v = _linear(state, f"{b}.cross_attn.kv", _layer_norm(y, None, None, 1e-6)).chunk(2, dim=-1)
+        k = norm(split(k), f"{b}.cross_attn.k_norm")
+        tokens = tokens + gate_msc * _linear(state, f"{b}.cross_attn.proj", _attention(q, k, split(v)))
+        m_in = _layer_norm(tokens, None, None, 1e-6) * (1 + scale_mlp) + shift_mlp
+        tokens = tokens + gate_mlp * _swiglu(state, f"{b}.mlp", m_in)
+    shift, scale = _swiglu(state, "final_layer.adaLN_modulation", c).chunk(2, dim=-1)
+    out = _linear(state, "final_layer.linear", _layer_norm(tokens, None, None, 1e-6) * (1 + scale) + shift)
+    h, w = H // p, W // p
+    out = out.reshape(B, h, w, p, p, C)
+    return torch.einsum("nhwpqc->nchpwq", out).reshape(B, C, H, W)

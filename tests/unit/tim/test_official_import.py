@@ -221,7 +221,7 @@ def test_import_of_a_torch_state_dict(capsys, tmp_path, tiny_preset):
     ("drop", "1 missing"),
     ("shape", "has shape"),
     ("preset", "no official TiM model maps onto it; allowed: imagenet256-b4"),
-    ("t2i", "not supported yet"),
+    ("t2i", "needs --null-caption FILE"),
     ("out", "exists and is not empty"),
     ("source", "unknown importer 'nope'"),
 ])
