@@ -285,6 +285,8 @@ class DiT(Backbone):
     of the patch size (any such size: native resolution)."""
 
     supports_jvp = True
+    #: ``(null_caption_length, D_text)``, with ``cross_attention = "gated"`` only.
+    null_caption: Tensor
 
     def __init__(self, config: DiTConfig, *, spec: DataSpec) -> None:
         super().__init__()

@@ -84,3 +84,14 @@ def genflow_importers() -> list[Component]:
         Component(name="tim-official", build=official.build_importer,
                   description="the released TiM weights (WZDTHU/TiM) into a tim-dit run folder"),
     ]
+
+
+@hookimpl
+def genflow_text_encoders() -> list[Component]:
+    from genflow_tim import gemma
+
+    return [
+        Component(name="gemma", config=gemma.GemmaTextConfig, build=gemma.build_gemma,
+                  description="the official TiM-T2I text encoder, frozen Gemma through transformers "
+                              "(needs pip install transformers)"),
+    ]
