@@ -88,11 +88,12 @@ OFFICIAL_MODELS: dict[str, OfficialModel] = {
                                      autoencoder="diffusers-dc",
                                      pretrained="mit-han-lab/dc-ae-f32c32-sana-1.1-diffusers",
                                      guidance=3.0, guidance_interval=(0.0, 0.7)),
-    # the official T2I sampling scripts (scripts/sample/t2i/*.sh) use --cfg-scale 2.5 on [0, 1]
+    # the official T2I sampling scripts (scripts/sample/t2i/*.sh): --cfg-scale 2.5, guidance on the
+    # open interval 0 < t < 1 (never the first step, at t = 1); genflow's interval is closed
     "t2i-xl1": OfficialModel(name="TiM-T2I (tim_xl_p1_t2i)", kind="t2i", hidden=1152, depth=28, heads=16,
                              patch=1, channels=32, latent=32, lora_rank=384, encoder_depth=8, num_classes=0,
                              autoencoder="diffusers-dc", pretrained="mit-han-lab/dc-ae-f32c32-sana-1.1-diffusers",
-                             guidance=2.5, guidance_interval=(0.0, 1.0), stochasticity=0.0),
+                             guidance=2.5, guidance_interval=(0.0, 0.999999), stochasticity=0.0),
 }
 
 

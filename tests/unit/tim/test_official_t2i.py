@@ -241,3 +241,26 @@ def test_the_layout_check_names_the_t2i_manifest():
     assert manifest["y_embedder.mlp.fc1_g.weight"] == (256, 40)
     assert manifest["blocks.1.adaLN_modulation.fc2.weight"] == (9 * 64, 16)
     check_layout(random_state(), manifest, "f")  # the random state is the layout
+
+
+def test_the_imported_t2i_run_has_the_official_settings(tiny_preset):
+    from genflow_tim import official
+
+    raw = official.run_config_raw(tiny_preset, OFFICIAL_MODELS["t2i-xl1"])
+    # official: --cfg-scale 2.5, guided where 0 < t < 1 (never the first step at t = 1), deterministic
+    assert raw["sampler"] == {"name": "transition", "guidance_interval": [0.0, 0.999999], "stochasticity": 0.0}
+    assert raw["sample"]["guidance"] == 2.5
+    assert raw["text_encoder"] == {"name": "gemma", "path": "google/gemma-3-1b-it", "max_length": 256, "dim": 1152}
+    assert raw["data"]["text"] is True and raw["data"]["shape"] == [32, 32, 32]
+    assert raw["backbone"]["cross_attention"] == "gated" and raw["backbone"]["text_pooled"] is False
+    assert raw["backbone"]["null_caption_length"] == 256
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("backbone.cross_attention='plain'", "cross_attention"),
+    ("backbone.caption_embedder='mlp'", "caption_embedder"),
+    ("backbone.null_caption_length=0", "null_caption_length"),
+])
+def test_bad_text_layout_options_are_one_line(capsys, override, message):
+    code, _, err = _run(capsys, "config", "--config", "debug-text", override)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
