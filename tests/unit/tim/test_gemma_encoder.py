@@ -129,3 +129,27 @@ def test_an_imported_t2i_run_samples_a_prompt_with_gemma(capsys, tmp_path, gemma
     assert code == 0, err
     arrays = sorted((run / "samples").glob("*.npy"))
     assert arrays and all(np.isfinite(np.load(a)).all() for a in arrays)
+
+
+def test_an_imported_t2i_run_fine_tunes_on_a_captioned_store(capsys, tmp_path, gemma_dir, monkeypatch):
+    from tests.unit.data.helpers import write_shapes
+
+    store = str(tmp_path / "shapes.zarr")
+    write_shapes(store, resolution=8, count=40, mode="multi")  # (3, 8, 8) with captions
+    model = attrs.evolve(TINY, cap_dim=HIDDEN, max_length=8, text_encoder="gemma", text_encoder_path=str(gemma_dir))
+    monkeypatch.setitem(OFFICIAL_MODELS, "debug-text", model)
+    write_safetensors(tmp_path / "tim.safetensors", random_state(model, dtype=torch.float32))
+    assert gemma_main(["null-caption", "--path", str(gemma_dir), "--out", str(tmp_path / "null.pt"),
+                       "--max-length", "8"]) == 0
+    run = tmp_path / "run"
+    assert main(["import", "tim-official", str(tmp_path / "tim.safetensors"), "--preset", "debug-text",
+                 "--out", str(run), "--null-caption", str(tmp_path / "null.pt")]) == 0
+    imported = torch.load(run / "model.pt", weights_only=True)["model"]
+    code = main(["train", "--resume", "--run-dir", str(run), "--no-progress", f"data.url='{store}'", "train.steps=1",
+                 "train.lr=1e-6", "train.batch_size=8", "train.checkpoint_every=0", "sample.steps=[1]", "sample.num=2"])
+    assert code == 0, capsys.readouterr().err
+    tuned = torch.load(run / "model.pt", weights_only=True)["model"]
+    assert set(tuned) == set(imported)
+    # one AdamW step moves each weight by about lr at most; the null caption is a buffer, unchanged
+    assert max(float((tuned[k] - imported[k]).abs().max()) for k in imported) <= 2e-6
+    torch.testing.assert_close(tuned["backbone.null_caption"], imported["backbone.null_caption"], rtol=0, atol=0)

@@ -264,3 +264,23 @@ def test_the_imported_t2i_run_has_the_official_settings(tiny_preset):
 def test_bad_text_layout_options_are_one_line(capsys, override, message):
     code, _, err = _run(capsys, "config", "--config", "debug-text", override)
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_forward_mode_ad_through_the_gated_text_layout_matches_finite_differences():
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    state, null = random_state(), null_caption()
+    model = tiny_dit().double()
+    model.load_state_dict(convert_t2i(state, TINY, null), strict=True)
+    x, t, r, text, mask = _inputs()
+    cond = Condition(text=text, text_mask=mask)
+
+    def F_of_t(tt):
+        return model(x, tt, r, cond)
+
+    with torch.no_grad(), sdpa_kernel(SDPBackend.MATH):
+        _, dF_dt = torch.func.jvp(F_of_t, (t,), (torch.ones_like(t),))
+        h = 1e-5
+        central = (F_of_t(t + h) - F_of_t(t - h)) / (2 * h)
+    assert dF_dt.abs().max() > 1e-3
+    torch.testing.assert_close(dF_dt, central, rtol=1e-6, atol=1e-6)
