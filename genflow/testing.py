@@ -286,7 +286,9 @@ def check_dataset(manager: PluginManager, name: str, cache_dir: pathlib.Path | N
 def check_text_encoder(manager: PluginManager, name: str) -> None:
     """States ``(N, L, dim)``, finite and deterministic; padding does not change the states of real
     tokens; an empty caption (all-False mask) stays finite. ``tokenize`` is checked on odd captions
-    when the default config can tokenize (the built-in ``transformer`` needs a tokenizer file)."""
+    when the default config can tokenize (the built-in ``transformer`` needs a tokenizer file). A
+    pretrained encoder whose library or weights are not available here (one ``GenflowError`` at its
+    first forward) is checked up to its build."""
     component, config = _component(manager, "text_encoder", name)
     spec = DataSpec(shape=(3, 8, 8), text=True)
     with torch.device("meta"):
@@ -299,7 +301,10 @@ def check_text_encoder(manager: PluginManager, name: str) -> None:
     ids = torch.tensor([[5, 6, 7, 0, 0], [8, 9, 0, 0, 0], [0, 0, 0, 0, 0]])
     mask = ids != 0
     with torch.no_grad():
-        states = encoder(ids, mask)
+        try:
+            states = encoder(ids, mask)
+        except GenflowError:
+            return
         assert states.shape == (3, 5, encoder.dim) and torch.isfinite(states).all()
         torch.testing.assert_close(encoder(ids, mask), states)
         shorter = encoder(ids[:, :3], mask[:, :3])  # less padding: the real tokens' states are the same

@@ -11,7 +11,8 @@ Gemma in bfloat16 with ``attn_implementation = "flash_attention_2"``; the states
 positions depend on the attention implementation (``attention``).
 
 The weights are not part of the run's state dict (they stay where ``path`` points: a local folder
-or a hub id in the local cache) and are loaded on first use. ``python -m genflow_tim.gemma
+or a hub id in the local cache) and are loaded on first use. The empty caption is genflow's null
+condition (an all-False mask), for which the backbone reads the stored official null caption. ``python -m genflow_tim.gemma
 null-caption --path DIR --out FILE`` writes the official null caption (the empty prompt's states,
 ``(max_length, dim)``) that ``genflow import tim-official --null-caption FILE`` needs.
 """
@@ -67,7 +68,6 @@ class GemmaTextEncoder(TextEncoder):
 
     def __init__(self, config: GemmaTextConfig) -> None:
         super().__init__()
-        require_transformers()
         self.config = config
         self.dim = config.dim
         # Held outside the module tree: Gemma's weights are neither saved with the run nor averaged.
@@ -109,8 +109,11 @@ class GemmaTextEncoder(TextEncoder):
         return tokens.input_ids.long(), tokens.attention_mask.bool()
 
     def tokenize(self, captions: Sequence[str]) -> tuple[Tensor, Tensor]:
-        """The padded ids cut to the batch's longest caption, as the official sampler and trainer do."""
+        """The padded ids cut to the batch's longest caption, as the official sampler and trainer do.
+        The empty caption gets an all-False mask: genflow's null condition, for which the backbone
+        reads the official null caption (the empty prompt's states), as the official code does."""
         ids, mask = self.tokenize_padded(captions)
+        mask[torch.tensor([c == "" for c in captions], dtype=torch.bool)] = False
         length = max(int(mask.sum(dim=1).max()), 1)
         return ids[:, :length], mask[:, :length]
 
@@ -141,8 +144,9 @@ class GemmaTextEncoder(TextEncoder):
 
 
 def build_gemma(config: GemmaTextConfig, *, spec: DataSpec | None = None, **_: object) -> GemmaTextEncoder:
-    """Registry factory of the ``gemma`` text encoder (one line naming ``pip install transformers``
-    when it is missing)."""
+    """Registry factory of the ``gemma`` text encoder. Nothing loads here: its first use is one line
+    naming ``pip install transformers`` when that is missing, or naming ``path`` when Gemma is not
+    there."""
     return GemmaTextEncoder(config)
 
 

@@ -69,7 +69,7 @@ def test_tokenize_pads_right_and_cuts_to_the_longest_caption(gemma_dir):
     ids, mask = encoder.tokenize(["a red circle", "blue", ""])
     assert ids.shape == mask.shape == (3, 4)  # <bos> a red circle
     assert ids[:, 0].tolist() == [2, 2, 2]
-    assert mask.sum(dim=1).tolist() == [4, 2, 1]
+    assert mask.sum(dim=1).tolist() == [4, 2, 0]  # the empty caption: the null condition
     assert ids[2, 1:].tolist() == [0, 0, 0]
     ids, mask = encoder.tokenize(["a red circle left of two blue square circle"])  # 11 tokens: truncated
     assert ids.shape == (1, 8)
@@ -108,8 +108,19 @@ def test_a_wrong_width_or_folder_is_one_clear_error(gemma_dir, tmp_path):
 
 def test_without_transformers_the_error_names_the_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "transformers", None)
-    with pytest.raises(GenflowError, match="pip install transformers"):
-        build_gemma(GemmaTextConfig())
+    encoder = build_gemma(GemmaTextConfig())  # builds (a run folder loads), fails on first use
+    with pytest.raises(GenflowError, match=r"needs the transformers package: pip install transformers"):
+        encoder.tokenize(["a red circle"])
+    with pytest.raises(GenflowError, match=r"pip install transformers"):
+        encoder(torch.ones(1, 2, dtype=torch.long), torch.ones(1, 2, dtype=torch.bool))
+
+
+def test_padding_does_not_change_the_states_of_real_tokens(gemma_dir):
+    encoder = _encoder(gemma_dir)
+    ids, mask = encoder.tokenize_padded(["a red circle", "blue"])
+    full = encoder(ids, mask)
+    cut = encoder(ids[:, :4], mask[:, :4])
+    torch.testing.assert_close(cut[mask[:, :4]], full[:, :4][mask[:, :4]], rtol=1e-6, atol=1e-6)
 
 
 def test_an_imported_t2i_run_samples_a_prompt_with_gemma(capsys, tmp_path, gemma_dir, monkeypatch):
