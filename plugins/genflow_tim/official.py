@@ -51,6 +51,9 @@ class OfficialModel:
     (``scripts/sample/c2i/sample_*.sh``: ``--cfg-scale``, ``--guidance-low/high``,
     ``--stochasticity-ratio``); with them one step at ``t = 1`` lies outside the interval and runs
     unguided and deterministic, as the official one-step setting (``--cfg-scale 1.0``).
+    Text-to-image only (``configs/t2i/tim_xl_p1_t2i.yaml``): ``cap_dim`` the text encoder's width,
+    ``max_length`` its tokens per caption (the null caption's length), ``text_encoder`` /
+    ``text_encoder_path`` the run's ``[text_encoder]`` component and its weights.
     """
 
     name: str
