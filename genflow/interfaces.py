@@ -186,6 +186,9 @@ class TextEncoder(nn.Module, abc.ABC):
 
     #: Width ``D_text`` of the states.
     dim: int
+    #: True for an encoder whose library or weights live outside genflow and load on first use
+    #: (which may then fail with one ``GenflowError`` where they are missing).
+    external_weights: bool = False
 
     @abc.abstractmethod
     def tokenize(self, captions: Sequence[str]) -> tuple[Tensor, Tensor]:

@@ -66,6 +66,8 @@ def require_transformers() -> Any:
 class GemmaTextEncoder(TextEncoder):
     """The frozen Gemma encoder (see the module docstring); no trainable parameters of its own."""
 
+    external_weights = True
+
     def __init__(self, config: GemmaTextConfig) -> None:
         super().__init__()
         self.config = config
