@@ -40,7 +40,7 @@ def leaves(tree: Mapping[str, Any], prefix: Key = ()) -> Iterator[Key]:
 
 def fields(cls: type, prefix: Key = ()) -> Iterator[Key]:
     """Dotted field paths of an attrs config class (nested attrs classes are tables)."""
-    for field in attrs.fields(cls):
+    for field in attrs.fields(attrs.resolve_types(cls)):
         if isinstance(field.type, type) and attrs.has(field.type):
             yield from fields(field.type, (*prefix, field.name))
         else:
