@@ -91,8 +91,7 @@ def _cell(value: Any) -> str:
 
 def run(args: argparse.Namespace, manager) -> int:  # noqa: ANN001 (a genflow.plugins.PluginManager)
     """The ``derivatives`` command."""
-    from genflow import config as cfg
-    from genflow.cli import _selectors
+    from genflow.cli import resolve_config
     from genflow.derivative_report import report
     from genflow.timing import table
 
@@ -106,9 +105,7 @@ def run(args: argparse.Namespace, manager) -> int:  # noqa: ANN001 (a genflow.pl
         loaded = load_run(pathlib.Path(args.run_dir), manager)
         config = loaded.config
     else:
-        selectors, extra = _selectors(args, manager)
-        config = cfg.load(manager, config_file=args.config or "demo", selectors=selectors,
-                          overrides=[*extra, *args.overrides])
+        config = resolve_config(args, manager)  # what genflow config prints for the same arguments
     chosen = _chosen(args, manager, config)
     setup = _setup(args, manager, config, loaded)
     rows = report(setup, manager, chosen, warmup=args.warmup, repeats=args.repeats)
