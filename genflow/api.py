@@ -23,7 +23,7 @@ PUBLIC: dict[str, tuple[str, ...]] = {
     "genflow.interfaces": (
         "Backbone", "Batch", "BatchLoader", "Condition", "DataSpec", "Dataset", "Derivative", "DerivativeOutput",
         "EvalContext", "EvalSamples", "Metric", "Objective", "ObjectiveOutput", "ProbabilityPath", "Sampler",
-        "TextEncoder", "TimeFunction", "bind", "expand_like", "interval_rows",
+        "TextEncoder", "TextFn", "TimeFunction", "bind", "expand_like", "interval_rows",
     ),
     "genflow.objectives": (
         "WEIGHTINGS", "Weighting", "adaptive_weight", "interval_target", "interval_weight", "ordered_times",

@@ -9,7 +9,6 @@ import attrs
 import torch
 
 from genflow.config import RunConfig
-from genflow.errors import GenflowError
 from genflow.interfaces import Backbone, Dataset, DataSpec, Derivative, Objective, ProbabilityPath, Sampler, TextEncoder
 from genflow.plugins import PluginManager
 
@@ -64,9 +63,7 @@ def build_text_encoder(config: RunConfig, manager: PluginManager, spec: DataSpec
 
 def attach_tokenizer(dataset: Dataset, encoder: TextEncoder) -> None:
     """Let ``dataset``'s batches carry token ids (``Condition.text``) from ``encoder``'s tokenizer."""
-    if not hasattr(dataset, "text_fn"):
-        raise GenflowError(f"dataset {type(dataset).__name__} has captions but no text_fn to tokenize them")
-    dataset.text_fn = encoder.tokenize
+    dataset.attach_tokenizer(encoder.tokenize)
 
 
 def build_backbone(config: RunConfig, manager: PluginManager, spec: DataSpec, *, meta: bool = False) -> Backbone:

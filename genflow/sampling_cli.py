@@ -148,8 +148,7 @@ def _sample_prompts(args: argparse.Namespace, run: LoadedRun, prompts: list[str]
                            "as the condition); use --class for class-conditional runs")
     if args.class_label is not None:
         raise GenflowError("--class: this run is text-conditioned; use --prompt TEXT or --prompts FILE")
-    tokenize = getattr(run.components.dataset, "text_fn", None)
-    assert tokenize is not None
+    tokenize = run.components.dataset.tokenizer()
     if not prompts:  # captions of real images
         prompts = list(run.components.dataset.reference_raw(8, seed=seed).captions)  # type: ignore[attr-defined]
     per_prompt = DEFAULT_PER_PROMPT if args.num is None else args.num

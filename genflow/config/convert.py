@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import typing
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -71,7 +72,7 @@ def make_converter() -> cattrs.Converter:
 def _table_hook(converter: cattrs.Converter, cls: type) -> Any:
     """Structure a TOML table into attrs class ``cls`` (a nested table, e.g. ``objective.experimental``,
     given as a plain value fails with one line)."""
-    inner = make_dict_structure_fn(cls, converter, _cattrs_forbid_extra_keys=True)
+    inner: Callable[[Any, type], Any] = make_dict_structure_fn(cls, converter, _cattrs_forbid_extra_keys=True)
 
     def hook(value: Any, _: type) -> Any:
         if not isinstance(value, dict):

@@ -24,7 +24,7 @@ from torch import Tensor
 from genflow.data.autoencoders import Autoencoder, Identity, build_builtin
 from genflow.data.dataset_config import ShapesDatasetConfig, StoreConfig
 from genflow.data.pipeline import prepare_store
-from genflow.data.reader import RawBatch, ReadOptions, RowReader, StoreLoader, TextFn, normalization
+from genflow.data.reader import RawBatch, ReadOptions, RowReader, StoreLoader, normalization
 from genflow.data.shapes import ShapesConfig
 from genflow.data.sources import ShapesSource, digest
 from genflow.data.store import LatentStore
@@ -48,7 +48,6 @@ class StoreDataset(Dataset):
         self.store = store
         self.options = options
         self.condition = _resolve_condition(store, condition)
-        self.text_fn: TextFn | None = None
         self.autoencoder: Autoencoder | None = None  # built on first decode unless set
         largest = store.largest_bucket()
         self.spec = DataSpec(
