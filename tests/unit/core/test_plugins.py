@@ -115,3 +115,21 @@ def test_a_registration_hook_that_raises_skips_only_its_plugin(fake_entry_points
     assert any("plugin 'raising' failed in genflow_objectives" in w and "missing_dependency" in w
                for w in manager.warnings)
     assert any("plugin 'wrong' returned something else from genflow_samplers" in w for w in manager.warnings)
+
+
+def test_a_factory_that_builds_the_wrong_kind_fails_in_one_line():
+    from genflow import config as cfg
+    from genflow.build import build_components
+
+    plugin = types.ModuleType("wrong_path_mod")
+
+    @hookimpl
+    def genflow_paths():
+        return [Component(name="not-a-path", build=lambda config: 42)]
+
+    plugin.genflow_paths = genflow_paths
+    manager = PluginManager(autoload=False)
+    manager.register(plugin, name="wrong_path")
+    config = cfg.load(manager, config_file="debug", selectors={"path": "not-a-path"})
+    with pytest.raises(GenflowError, match=r"^path 'not-a-path': its build returned int, not a ProbabilityPath$"):
+        build_components(config, manager)
