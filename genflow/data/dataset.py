@@ -33,9 +33,10 @@ from genflow.interfaces import Batch, Dataset, DataSpec
 
 
 def read_options(config: StoreConfig | ShapesDatasetConfig) -> ReadOptions:
+    """How a dataset's store is read (``shapes`` stores hold no mirrored latents: no ``flip``)."""
     return ReadOptions(
         window=config.window,
-        flip=getattr(config, "flip", False),
+        flip=isinstance(config, StoreConfig) and config.flip,
         normalize=config.normalize,
         num_workers=config.num_workers,
     )
