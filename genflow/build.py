@@ -73,14 +73,21 @@ def build_components(config: RunConfig, manager: PluginManager) -> Components:
     if config.chosen("derivative"):
         derivative_factory, options = _chosen(manager, config, "derivative")
         derivative = _checked(cast(DerivativeFactory, derivative_factory)(options), Derivative, config, "derivative")
-    objective_factory, options = _chosen(manager, config, "objective")
-    objective = _checked(cast(ObjectiveFactory, objective_factory)(options, path=path, derivative=derivative,
-                                                                   spec=spec), Objective, config, "objective")
+    objective = build_objective(config, manager, path=path, derivative=derivative, spec=spec)
     sampler_factory, options = _chosen(manager, config, "sampler")
     sampler = _checked(cast(SamplerFactory, sampler_factory)(options, path=path, spec=spec), Sampler, config,
                        "sampler")
     return Components(dataset=dataset, spec=spec, path=path, derivative=derivative, objective=objective,
                       sampler=sampler)
+
+
+def build_objective(config: RunConfig, manager: PluginManager, *, path: ProbabilityPath,
+                    derivative: Derivative | None, spec: DataSpec) -> Objective:
+    """The run's objective over ``path`` with ``derivative`` (a provider other than the config's, to
+    compare providers on one objective)."""
+    factory, options = _chosen(manager, config, "objective")
+    objective = cast(ObjectiveFactory, factory)(options, path=path, derivative=derivative, spec=spec)
+    return _checked(objective, Objective, config, "objective")
 
 
 def build_text_encoder(config: RunConfig, manager: PluginManager, spec: DataSpec, *,
