@@ -1,7 +1,8 @@
 """Every pluggy hook genflow calls. Plugins implement them with ``@genflow.hookimpl``.
 
 Registration hooks return lists of :class:`genflow.registry.Component`; each component names an
-attrs config class and a ``build`` factory called with keyword arguments, per kind:
+attrs config class and a ``build`` factory called with keyword arguments, per kind (typed by the
+protocols ``genflow.registry.PathFactory``, ``ObjectiveFactory``, ...):
 
 ============  ======================================================  =================================
 kind          ``build(config, ...)``                                  returns

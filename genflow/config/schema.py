@@ -60,6 +60,10 @@ class TrainConfig:
     ``coordinate_descent_tuning``): longer compilation for faster steps, worth it for long runs
     (docs/performance.md section 3).
 
+    ``activation_checkpointing`` recomputes each FSDP unit of the backbone (``Backbone.fsdp_units``:
+    its transformer or residual blocks) in the backward pass instead of keeping its activations:
+    less memory, one more forward per unit, the same gradients.
+
     ``dist_timeout_minutes`` bounds how long a rank waits for the others (joining, each
     collective) before it fails; 0 is 2 minutes on CPU and 10 on GPUs (docs/runs.md).
     """
