@@ -11,8 +11,8 @@ from genflow_tim.derivatives import DDE, JVP
 from genflow_tim.objective import (
     REFERENCE_LOSS,
     REFERENCE_MIXTURE,
-    TimObjective,
     TimExperimental,
+    TimObjective,
     TimObjectiveConfig,
     grouped_mean,
     sample_times,
