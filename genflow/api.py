@@ -23,14 +23,15 @@ PUBLIC: dict[str, tuple[str, ...]] = {
     "genflow.interfaces": (
         "Backbone", "Batch", "BatchLoader", "Condition", "DataSpec", "Dataset", "Derivative", "DerivativeOutput",
         "EvalContext", "EvalSamples", "Metric", "Objective", "ObjectiveOutput", "ProbabilityPath", "Sampler",
-        "TextEncoder", "TimeFunction", "bind", "expand_like", "interval_rows",
+        "TextEncoder", "TextFn", "TimeFunction", "bind", "expand_like", "interval_rows",
     ),
     "genflow.objectives": (
         "WEIGHTINGS", "Weighting", "adaptive_weight", "interval_target", "interval_weight", "ordered_times",
         "row_mean", "rows_finite", "split_rows", "transition_coefficients_dt", "transition_target",
     ),
     "genflow.rng": ("preserved_rng", "replayed_rng", "rng_snapshot"),
-    "genflow.registry": ("Component", "EmptyConfig", "KINDS"),
+    "genflow.registry": ("BackboneFactory", "Component", "DatasetFactory", "DerivativeFactory", "EmptyConfig", "KINDS",
+                         "ObjectiveFactory", "PathFactory", "SamplerFactory", "TextEncoderFactory"),
     "genflow.errors": ("ConfigError", "GenflowError"),
     "genflow.timesteps": ("logit_normal", "resolution_shift", "shift_factor", "time_grid"),
     "genflow.losses": ("finite_mean",),

@@ -4,14 +4,26 @@ from __future__ import annotations
 
 import os
 import pathlib
+from typing import Any, TypeVar, cast
 
 import attrs
 import torch
 
-from genflow.config import RunConfig
+from genflow.config import SLOTS, RunConfig
 from genflow.errors import GenflowError
 from genflow.interfaces import Backbone, Dataset, DataSpec, Derivative, Objective, ProbabilityPath, Sampler, TextEncoder
 from genflow.plugins import PluginManager
+from genflow.registry import (
+    BackboneFactory,
+    DatasetFactory,
+    DerivativeFactory,
+    ObjectiveFactory,
+    PathFactory,
+    SamplerFactory,
+    TextEncoderFactory,
+)
+
+T = TypeVar("T")
 
 
 def cache_dir() -> pathlib.Path:
@@ -33,40 +45,58 @@ class Components:
     sampler: Sampler
 
 
-def _build(manager: PluginManager, config: RunConfig, slot: str, kind: str, **context: object) -> object:
+def _chosen(manager: PluginManager, config: RunConfig, slot: str) -> tuple[Any, Any]:
+    """The ``build`` factory of ``slot``'s chosen component and the options it is built with."""
     selection = config.selection(slot)
-    return manager.get(kind, selection.name).build(selection.options, **context)
+    return manager.get(SLOTS[slot], selection.name).build, selection.options
+
+
+def _checked(built: T, cls: type, config: RunConfig, slot: str) -> T:
+    """``built`` if it is a ``cls`` (plugins are not type-checked); else one line naming the
+    component and what it returned."""
+    if not isinstance(built, cls):
+        name = config.selection(slot).name
+        raise GenflowError(f"{slot} '{name}': its build returned {type(built).__name__}, not a {cls.__name__}")
+    return built
 
 
 def build_components(config: RunConfig, manager: PluginManager) -> Components:
     """Build data, path, derivative, objective and sampler (in that order: data flows one way)."""
-    dataset = _build(manager, config, "data", "dataset", cache_dir=cache_dir())
-    assert isinstance(dataset, Dataset)
+    dataset_factory, options = _chosen(manager, config, "data")
+    dataset = _checked(cast(DatasetFactory, dataset_factory)(options, cache_dir=cache_dir()), Dataset, config, "data")
     spec = dataset.spec
     if spec.text:
-        attach_tokenizer(dataset, build_text_encoder(config, manager, spec, meta=True))
-    path = _build(manager, config, "path", "path")
-    derivative = _build(manager, config, "derivative", "derivative") if config.chosen("derivative") else None
-    objective = _build(manager, config, "objective", "objective", path=path, derivative=derivative, spec=spec)
-    sampler = _build(manager, config, "sampler", "sampler", path=path, spec=spec)
-    return Components(dataset=dataset, spec=spec, path=path, derivative=derivative,  # type: ignore[arg-type]
-                      objective=objective, sampler=sampler)  # type: ignore[arg-type]
+        dataset.attach_tokenizer(build_text_encoder(config, manager, spec, meta=True).tokenize)
+    path_factory, options = _chosen(manager, config, "path")
+    path = _checked(cast(PathFactory, path_factory)(options), ProbabilityPath, config, "path")
+    derivative = None
+    if config.chosen("derivative"):
+        derivative_factory, options = _chosen(manager, config, "derivative")
+        derivative = _checked(cast(DerivativeFactory, derivative_factory)(options), Derivative, config, "derivative")
+    objective = build_objective(config, manager, path=path, derivative=derivative, spec=spec)
+    sampler_factory, options = _chosen(manager, config, "sampler")
+    sampler = _checked(cast(SamplerFactory, sampler_factory)(options, path=path, spec=spec), Sampler, config,
+                       "sampler")
+    return Components(dataset=dataset, spec=spec, path=path, derivative=derivative, objective=objective,
+                      sampler=sampler)
+
+
+def build_objective(config: RunConfig, manager: PluginManager, *, path: ProbabilityPath,
+                    derivative: Derivative | None, spec: DataSpec) -> Objective:
+    """The run's objective over ``path`` with ``derivative`` (a provider other than the config's, to
+    compare providers on one objective)."""
+    factory, options = _chosen(manager, config, "objective")
+    objective = cast(ObjectiveFactory, factory)(options, path=path, derivative=derivative, spec=spec)
+    return _checked(objective, Objective, config, "objective")
 
 
 def build_text_encoder(config: RunConfig, manager: PluginManager, spec: DataSpec, *,
                        meta: bool = False) -> TextEncoder:
     """The run's text encoder (slot ``text_encoder``), on the meta device when ``meta``."""
+    factory, options = _chosen(manager, config, "text_encoder")
     with torch.device("meta" if meta else "cpu"):
-        encoder = _build(manager, config, "text_encoder", "text_encoder", spec=spec)
-    assert isinstance(encoder, TextEncoder)
-    return encoder
-
-
-def attach_tokenizer(dataset: Dataset, encoder: TextEncoder) -> None:
-    """Let ``dataset``'s batches carry token ids (``Condition.text``) from ``encoder``'s tokenizer."""
-    if not hasattr(dataset, "text_fn"):
-        raise GenflowError(f"dataset {type(dataset).__name__} has captions but no text_fn to tokenize them")
-    dataset.text_fn = encoder.tokenize
+        encoder = cast(TextEncoderFactory, factory)(options, spec=spec)
+    return _checked(encoder, TextEncoder, config, "text_encoder")
 
 
 def build_backbone(config: RunConfig, manager: PluginManager, spec: DataSpec, *, meta: bool = False) -> Backbone:
@@ -78,9 +108,9 @@ def build_backbone(config: RunConfig, manager: PluginManager, spec: DataSpec, *,
     encoder = build_text_encoder(config, manager, spec, meta=meta) if spec.text else None
     if encoder is not None:
         spec = attrs.evolve(spec, text_dim=encoder.dim)
+    factory, options = _chosen(manager, config, "backbone")
     with torch.device("meta" if meta else "cpu"):
-        backbone = _build(manager, config, "backbone", "backbone", spec=spec)
-    assert isinstance(backbone, Backbone)
+        backbone = _checked(cast(BackboneFactory, factory)(options, spec=spec), Backbone, config, "backbone")
     if encoder is None:
         return backbone
     from genflow.text.conditioned import TextConditioned

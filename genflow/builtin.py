@@ -3,7 +3,7 @@ encoder, everything the core needs to train and test without another plugin."""
 
 from __future__ import annotations
 
-from typing import Any
+import pathlib
 
 from genflow.data import autoencoders
 from genflow.data.dataset_config import ShapesDatasetConfig, StoreConfig
@@ -16,19 +16,19 @@ from genflow.plugins import hookimpl
 from genflow.registry import Component
 
 
-def build_shapes(config: ShapesDatasetConfig, **kwargs: Any) -> Dataset:
+def build_shapes(config: ShapesDatasetConfig, *, cache_dir: pathlib.Path) -> Dataset:
     """The ``shapes`` dataset (:func:`genflow.data.dataset.build_shapes`; imported when built: zarr
     is slow to import and most commands never open a store)."""
     from genflow.data import dataset
 
-    return dataset.build_shapes(config, **kwargs)
+    return dataset.build_shapes(config, cache_dir=cache_dir)
 
 
-def build_store(config: StoreConfig, **kwargs: Any) -> Dataset:
+def build_store(config: StoreConfig, *, cache_dir: pathlib.Path) -> Dataset:
     """The ``store`` dataset (:func:`genflow.data.dataset.build_store`), imported when built."""
     from genflow.data import dataset
 
-    return dataset.build_store(config, **kwargs)
+    return dataset.build_store(config, cache_dir=cache_dir)
 
 
 @hookimpl
@@ -51,7 +51,7 @@ def genflow_datasets() -> list[Component]:
         Component(
             name="toy2d",
             config=Toy2DConfig,
-            build=lambda config, **_: Toy2D(config),
+            build=lambda config, *, cache_dir: Toy2D(config),
             description="2-D Gaussian mixtures, checkerboard, rings (seeded, exact)",
             defaults={"backbone": "mlp"},
         ),

@@ -124,11 +124,14 @@ def _keep_backbone(args: argparse.Namespace, file_data: dict, selectors: dict[st
             "for, so the dataset's default backbone replaces it (pass --backbone NAME to choose)")
 
 
-def _load_config(args: argparse.Namespace, manager, base: str | None = None):  # noqa: ANN001, ANN202
+def resolve_config(args: argparse.Namespace, manager):  # noqa: ANN001, ANN202
+    """The config of every command that takes ``--config``, the selectors and overrides (the demo
+    preset without ``--config``): one resolution, so ``config`` prints what ``train``, ``model-info`` and
+    ``derivatives`` run."""
     from genflow import config as cfg
 
     selectors, extra = _selectors(args, manager)
-    config_file = args.config if args.config is not None else base
+    config_file = args.config if args.config is not None else DEFAULT_PRESET
     file_data = cfg.read_config_file(config_file) if config_file and args.data is not None else {}
     notice = _keep_backbone(args, file_data, selectors)
     train = file_data.get("train")
@@ -204,7 +207,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         assert run_dir is not None
         config, changed = _resume_config(args, manager, run_dir)
     else:
-        config = _load_config(args, manager, base=DEFAULT_PRESET)  # without --config: the demo preset
+        config = resolve_config(args, manager)  # without --config: the demo preset
     from genflow.check import check_start, check_writable
 
     check_writable(run_dir or pathlib.Path("runs"), resume=resume)
@@ -311,7 +314,7 @@ def cmd_config(args: argparse.Namespace) -> int:
     from genflow.config import to_toml
 
     # the same base as ``genflow train``: what this prints is what train would run
-    print(to_toml(_load_config(args, _manager(args), base=DEFAULT_PRESET)), end="")
+    print(to_toml(resolve_config(args, _manager(args))), end="")
     return 0
 
 
@@ -333,7 +336,7 @@ def cmd_model_info(args: argparse.Namespace) -> int:
     from genflow.interfaces import DataSpec
 
     manager = _manager(args)
-    config = _load_config(args, manager, base=DEFAULT_PRESET)  # the config ``genflow train`` would run
+    config = resolve_config(args, manager)  # the config ``genflow train`` would run
     if args.shape:
         try:
             shape = tuple(int(s) for s in args.shape.split(","))

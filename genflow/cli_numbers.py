@@ -27,9 +27,10 @@ def integer(low: int, high: int) -> Callable[[str], int]:
     """An ASCII integer in ``[low, high]``."""
 
     def parse(text: str) -> int:
-        if not _INTEGER.fullmatch(text.strip()):
+        stripped = text.strip()  # str.strip drops more than int() does (e.g. "\x1f"): parse what was checked
+        if not _INTEGER.fullmatch(stripped):
             raise argparse.ArgumentTypeError(f"expected an integer in {low}..{high} (ASCII digits), got {text!r}")
-        value = int(text)
+        value = int(stripped)
         if not low <= value <= high:
             raise argparse.ArgumentTypeError(f"{text} is outside {low}..{high}")
         return value
@@ -40,7 +41,8 @@ def integer(low: int, high: int) -> Callable[[str], int]:
 
 def finite_float(text: str) -> float:
     """A finite decimal number (``1``, ``-0.5``, ``2e-3``); ``nan`` and ``inf`` are refused."""
-    if not _NUMBER.fullmatch(text.strip()) or not math.isfinite(value := float(text)):
+    stripped = text.strip()  # parse what was checked (str.strip drops more than float() does)
+    if not _NUMBER.fullmatch(stripped) or not math.isfinite(value := float(stripped)):
         raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
     return value
 

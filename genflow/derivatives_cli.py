@@ -37,7 +37,7 @@ def _check_args(args: argparse.Namespace) -> pathlib.Path | None:
 
 
 def _setup(args: argparse.Namespace, manager, config, loaded=None):  # noqa: ANN001, ANN202
-    from genflow.build import build_backbone, build_components, materialize
+    from genflow.build import build_backbone, build_components, build_objective, materialize
     from genflow.derivative_report import Setup
     from genflow.interfaces import Batch
     from genflow.train.distributed import pick_device
@@ -52,10 +52,9 @@ def _setup(args: argparse.Namespace, manager, config, loaded=None):  # noqa: ANN
     reference = components.dataset.reference(n, seed=config.train.seed)
     batch = Batch(x=reference.x.to(device), cond=reference.cond.to(device))
     selection = config.selection("objective")
-    factory = manager.get("objective", selection.name)
 
     def objective(derivative):  # noqa: ANN001, ANN202
-        return factory.build(selection.options, path=components.path, derivative=derivative, spec=components.spec)
+        return build_objective(config, manager, path=components.path, derivative=derivative, spec=components.spec)
 
     baseline = None
     if "fm" in manager.components["objective"] and selection.name != "fm":
@@ -91,8 +90,7 @@ def _cell(value: Any) -> str:
 
 def run(args: argparse.Namespace, manager) -> int:  # noqa: ANN001 (a genflow.plugins.PluginManager)
     """The ``derivatives`` command."""
-    from genflow import config as cfg
-    from genflow.cli import _selectors
+    from genflow.cli import resolve_config
     from genflow.derivative_report import report
     from genflow.timing import table
 
@@ -106,9 +104,7 @@ def run(args: argparse.Namespace, manager) -> int:  # noqa: ANN001 (a genflow.pl
         loaded = load_run(pathlib.Path(args.run_dir), manager)
         config = loaded.config
     else:
-        selectors, extra = _selectors(args, manager)
-        config = cfg.load(manager, config_file=args.config or "demo", selectors=selectors,
-                          overrides=[*extra, *args.overrides])
+        config = resolve_config(args, manager)  # what genflow config prints for the same arguments
     chosen = _chosen(args, manager, config)
     setup = _setup(args, manager, config, loaded)
     rows = report(setup, manager, chosen, warmup=args.warmup, repeats=args.repeats)

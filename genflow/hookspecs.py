@@ -1,7 +1,8 @@
 """Every pluggy hook genflow calls. Plugins implement them with ``@genflow.hookimpl``.
 
 Registration hooks return lists of :class:`genflow.registry.Component`; each component names an
-attrs config class and a ``build`` factory called with keyword arguments, per kind:
+attrs config class and a ``build`` factory called with keyword arguments, per kind (typed by the
+protocols ``genflow.registry.PathFactory``, ``ObjectiveFactory``, ...):
 
 ============  ======================================================  =================================
 kind          ``build(config, ...)``                                  returns
@@ -24,11 +25,14 @@ forward or backward pass.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pluggy
 
 if TYPE_CHECKING:
+    import pathlib
+
+    from genflow.config.schema import RunConfig
     from genflow.registry import Component
 
 PROJECT = "genflow"
@@ -101,13 +105,13 @@ def genflow_importers() -> list[Component]:
 
 
 @hookspec
-def genflow_configure(config: Any) -> None:
+def genflow_configure(config: RunConfig) -> None:
     """Called once with the resolved run config, before anything is built. Raise
     ``genflow.errors.ConfigError`` to reject a combination."""
 
 
 @hookspec
-def genflow_train_start(config: Any, run_dir: Any, step: int) -> None:
+def genflow_train_start(config: RunConfig, run_dir: pathlib.Path, step: int) -> None:
     """Training is about to run its first (or resumed) step."""
 
 
@@ -117,11 +121,11 @@ def genflow_train_step_end(step: int, logs: dict[str, float]) -> None:
 
 
 @hookspec
-def genflow_checkpoint_saved(step: int, path: Any) -> None:
+def genflow_checkpoint_saved(step: int, path: pathlib.Path) -> None:
     """A checkpoint was written completely to ``path``."""
 
 
 @hookspec
-def genflow_train_end(step: int, run_dir: Any) -> None:
+def genflow_train_end(step: int, run_dir: pathlib.Path) -> None:
     """Training finished normally. Finish any work here: a multi-rank run's processes then exit
     without the interpreter's teardown (no atexit handlers)."""

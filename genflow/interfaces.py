@@ -15,6 +15,7 @@ import attrs
 import torch
 from torch import Tensor, nn
 
+from genflow.errors import GenflowError
 from genflow.rng import replayed_rng, rng_snapshot
 
 
@@ -427,10 +428,22 @@ class BatchLoader(abc.ABC):
     def load_state_dict(self, state: Mapping[str, Any]) -> None: ...
 
 
+class TextFn(Protocol):
+    """``text_fn(captions) -> (text, text_mask)``: token ids ``(N, L)`` and their mask ``(N, L)`` for
+    ``Condition.text`` (a text encoder's ``TextEncoder.tokenize``)."""
+
+    def __call__(self, captions: Sequence[str]) -> tuple[Tensor, Tensor]: ...
+
+
 class Dataset(abc.ABC):
-    """A source of training data and of reference samples for metrics."""
+    """A source of training data and of reference samples for metrics.
+
+    Caption-conditioned data (``spec.text``) turn captions into ``Condition.text`` with ``text_fn``,
+    which the run sets from its text encoder (:meth:`attach_tokenizer`); None until then.
+    """
 
     spec: DataSpec
+    text_fn: TextFn | None = None
 
     @abc.abstractmethod
     def loader(self, *, batch_size: int, rank: int, world_size: int, seed: int) -> BatchLoader:
@@ -443,6 +456,19 @@ class Dataset(abc.ABC):
     def decode(self, x: Tensor) -> Tensor:
         """Map model space back to data space (pixels in [-1, 1] for images). Identity by default."""
         return x
+
+    def attach_tokenizer(self, text_fn: TextFn) -> None:
+        """Let this caption-conditioned dataset's batches carry token ids from ``text_fn``; a
+        ``GenflowError`` for data without captions as the condition."""
+        if not self.spec.text:
+            raise GenflowError(f"dataset {type(self).__name__} is not caption-conditioned: nothing to tokenize")
+        self.text_fn = text_fn
+
+    def tokenizer(self) -> TextFn:
+        """The attached ``text_fn``; a ``GenflowError`` when none is attached."""
+        if self.text_fn is None:
+            raise GenflowError(f"dataset {type(self).__name__}: no tokenizer attached (attach_tokenizer)")
+        return self.text_fn
 
 
 @attrs.frozen(kw_only=True)

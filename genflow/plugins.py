@@ -98,9 +98,12 @@ class PluginManager:
     def _collect(self) -> dict[str, dict[str, Registered]]:
         table: dict[str, dict[str, Registered]] = {kind: {} for kind in KINDS}
         for kind, hook_name in KINDS.items():
-            for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
+            impls = getattr(self.pm.hook, hook_name).get_hookimpls()
+            for impl in impls:
                 plugin_name = self.pm.get_name(impl.plugin) or repr(impl.plugin)
-                for component in self._registrations(impl, hook_name, plugin_name):
+                others = [other.plugin for other in impls if other.plugin is not impl.plugin]
+                only = self.pm.subset_hook_caller(hook_name, remove_plugins=others)  # this plugin's hook alone
+                for component in self._registrations(only, hook_name, plugin_name):
                     seen = table[kind].get(component.name)
                     if seen is not None:
                         raise GenflowError(
@@ -110,12 +113,13 @@ class PluginManager:
                     table[kind][component.name] = Registered(component=component, plugin=plugin_name)
         return table
 
-    def _registrations(self, impl: pluggy.HookImpl, hook_name: str, plugin_name: str) -> list[Component]:
-        """The components one plugin's registration hook returns; a hook that raises (e.g. a lazy import
-        of a missing dependency) or returns something else is reported and contributes nothing."""
+    def _registrations(self, caller: pluggy.HookCaller, hook_name: str, plugin_name: str) -> list[Component]:
+        """The components one plugin's registration hook returns (``caller``: that hook of that plugin
+        alone); a hook that raises (e.g. a lazy import of a missing dependency) or returns something
+        else is reported and contributes nothing."""
         try:
-            returned: Any = impl.function()
-            components = list(returned or ())
+            returned: list[Any] = caller()
+            components = [item for result in returned for item in (result or ())]
         except Exception as exc:  # a broken third-party plugin must not break the CLI
             self._warn(plugin_name, f"failed in {hook_name} and its components were skipped", exc)
             return []

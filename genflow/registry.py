@@ -3,9 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
+
+if TYPE_CHECKING:
+    import pathlib
+
+    from genflow.interfaces import (
+        Backbone,
+        Dataset,
+        DataSpec,
+        Derivative,
+        Objective,
+        ProbabilityPath,
+        Sampler,
+        TextEncoder,
+    )
 
 #: Every registration hook, by component kind.
 KINDS: dict[str, str] = {
@@ -32,7 +46,8 @@ class Component:
     """One registered component.
 
     ``config`` is an attrs class (``kw_only``, ``frozen``) whose defaults are the recommended
-    settings; ``build(config, **context)`` makes the component (see ``genflow.hookspecs``).
+    settings; ``build(config, **context)`` makes the component: its keyword arguments per kind are
+    the factory protocols below (``ObjectiveFactory``, ...; the table in ``genflow.hookspecs``).
     ``defaults`` suggests selections for other slots when the user leaves them unset, e.g. an
     objective names its sampler (``{"sampler": "transition"}``), a dataset its backbone.
     """
@@ -42,3 +57,46 @@ class Component:
     config: type = EmptyConfig
     description: str = ""
     defaults: Mapping[str, str] = attrs.field(factory=dict)
+
+
+class PathFactory(Protocol):
+    """``build`` of a ``path`` component."""
+
+    def __call__(self, config: Any) -> ProbabilityPath: ...
+
+
+class DerivativeFactory(Protocol):
+    """``build`` of a ``derivative`` component."""
+
+    def __call__(self, config: Any) -> Derivative: ...
+
+
+class BackboneFactory(Protocol):
+    """``build`` of a ``backbone`` component: the network for samples of ``spec``."""
+
+    def __call__(self, config: Any, *, spec: DataSpec) -> Backbone: ...
+
+
+class ObjectiveFactory(Protocol):
+    """``build`` of an ``objective`` component; ``derivative`` is None when the config's slot is empty."""
+
+    def __call__(self, config: Any, *, path: ProbabilityPath, derivative: Derivative | None,
+                 spec: DataSpec) -> Objective: ...
+
+
+class SamplerFactory(Protocol):
+    """``build`` of a ``sampler`` component."""
+
+    def __call__(self, config: Any, *, path: ProbabilityPath, spec: DataSpec) -> Sampler: ...
+
+
+class DatasetFactory(Protocol):
+    """``build`` of a ``dataset`` component; ``cache_dir`` is where built-in data are prepared."""
+
+    def __call__(self, config: Any, *, cache_dir: pathlib.Path) -> Dataset: ...
+
+
+class TextEncoderFactory(Protocol):
+    """``build`` of a ``text_encoder`` component for caption-conditioned data of ``spec``."""
+
+    def __call__(self, config: Any, *, spec: DataSpec) -> TextEncoder: ...

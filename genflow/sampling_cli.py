@@ -26,6 +26,8 @@ from genflow.visualize import plot_prompt_grid, plot_samples
 
 #: Samples per prompt when ``--num`` is not given.
 DEFAULT_PER_PROMPT = 8
+#: Samples drawn from a run on low-dimensional data (points) when ``--num`` is not given (sample and eval).
+DEFAULT_NUM_POINTS = 2000
 
 
 def parse_steps(text: str) -> tuple[int, ...]:
@@ -39,7 +41,7 @@ def parse_steps(text: str) -> tuple[int, ...]:
 
 
 def add_common_arguments(parser: argparse.ArgumentParser, *, steps_default: str = "the run's sample.steps",
-                         num_default: str = "the run's sample.num for images, 2000 points",
+                         num_default: str = f"the run's sample.num for images, {DEFAULT_NUM_POINTS} points",
                          out_default: str = "RUN_DIR/samples") -> None:
     """Arguments shared by ``sample`` and ``eval``; the ``*_default`` texts describe their defaults."""
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by genflow train")
@@ -101,7 +103,7 @@ def run_sample(args: argparse.Namespace, manager: PluginManager) -> int:
     run = load_run(run_dir, manager, step=args.checkpoint, device=device)
     spec, defaults = run.components.spec, run.config.sample
     steps = parse_steps(args.steps) if args.steps else defaults.steps
-    num = args.num if args.num is not None else (defaults.num if spec.is_image else 2000)
+    num = args.num if args.num is not None else (defaults.num if spec.is_image else DEFAULT_NUM_POINTS)
     if num < 1:
         raise GenflowError(f"--num {num}: expected a positive number of samples")
     if args.class_label is not None and spec.text:
@@ -148,8 +150,7 @@ def _sample_prompts(args: argparse.Namespace, run: LoadedRun, prompts: list[str]
                            "as the condition); use --class for class-conditional runs")
     if args.class_label is not None:
         raise GenflowError("--class: this run is text-conditioned; use --prompt TEXT or --prompts FILE")
-    tokenize = getattr(run.components.dataset, "text_fn", None)
-    assert tokenize is not None
+    tokenize = run.components.dataset.tokenizer()
     if not prompts:  # captions of real images
         prompts = list(run.components.dataset.reference_raw(8, seed=seed).captions)  # type: ignore[attr-defined]
     per_prompt = DEFAULT_PER_PROMPT if args.num is None else args.num

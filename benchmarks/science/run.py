@@ -39,6 +39,7 @@ never saw, which `genflow eval` does not do).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 
 import _paths  # noqa: F401
@@ -100,7 +101,7 @@ def long_training(args: list[str]) -> Callable[[int], list[Variant]]:
 def velocity_rows(args: list[str]) -> Callable[[int], list[Variant]]:
     """TiM's ``r = t`` rows in one adaptive group (flow matching's weighting over ``t``) or in the default groups."""
     return lambda steps: [Variant("tim", args),
-                          _tim_variant("tim, r = t rows in one group", args, {"diagonal_groups": 1})]
+                          _tim_variant("tim, r = t rows in one group", args, {"experimental.diagonal_groups": 1})]
 
 
 def times(args: list[str]) -> Callable[[int], list[Variant]]:
@@ -180,9 +181,14 @@ def cheaper_steps(args: list[str], each: bool = True) -> Callable[[int], list[Va
 
 
 def _tim_variant(name: str, args: list[str], options: dict[str, object]) -> Variant:
-    """A TiM variant whose options equal to the defaults are left out, so it shares the default run."""
+    """A TiM variant whose options (dotted below ``objective``, e.g. ``experimental.diagonal_groups``)
+    equal to the defaults are left out, so it shares the default run."""
     defaults = tim_objective.TimObjectiveConfig()
-    changed = {f"objective.{k}": v for k, v in options.items() if getattr(defaults, k) != v}
+
+    def default(dotted: str) -> object:
+        return functools.reduce(getattr, dotted.split("."), defaults)
+
+    changed = {f"objective.{k}": v for k, v in options.items() if default(k) != v}
     return Variant(name, args, changed)
 
 

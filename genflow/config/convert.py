@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 import typing
+from collections.abc import Callable
 from typing import Any
 
 import attrs
 import cattrs
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
+from cattrs.gen import make_dict_structure_fn
 
 from genflow.config.domains import INT_LIMIT, DomainError
 from genflow.errors import ConfigError, allowed
@@ -63,7 +65,21 @@ def make_converter() -> cattrs.Converter:
     converter.register_structure_hook(float, _strict_float)
     converter.register_structure_hook(str, _strict_str)
     converter.register_structure_hook_func(_is_literal, _structure_literal)
+    converter.register_structure_hook_factory(attrs.has, lambda cls: _table_hook(converter, cls))
     return converter
+
+
+def _table_hook(converter: cattrs.Converter, cls: type) -> Any:
+    """Structure a TOML table into attrs class ``cls`` (a nested table, e.g. ``objective.experimental``,
+    given as a plain value fails with one line)."""
+    inner: Callable[[Any, type], Any] = make_dict_structure_fn(cls, converter, _cattrs_forbid_extra_keys=True)
+
+    def hook(value: Any, _: type) -> Any:
+        if not isinstance(value, dict):
+            raise TypeError(f"expected a table of settings, got {value!r}")
+        return inner(value, cls)
+
+    return hook
 
 
 CONVERTER = make_converter()

@@ -141,11 +141,6 @@ def each(item: Domain, *, min_len: int = 1, max_len: int | None = None, ordered:
     return Domain(f"a list of {count}, each {item.text}{extra}", check)
 
 
-def anything(description: str) -> Domain:
-    """A field whose type is its whole domain (e.g. a free-form table); ``description`` says so."""
-    return Domain(description, lambda _: True)
-
-
 # ------------------------------------------------------------------------------------------------
 # the contract: every field has a domain
 # ------------------------------------------------------------------------------------------------

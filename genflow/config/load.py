@@ -19,6 +19,7 @@ import tomli_w
 import tomllib
 
 from genflow.config.convert import structure, unstructure
+from genflow.config.renames import apply_renames
 from genflow.config.schema import OPTIONAL_SLOTS, SECTIONS, SLOT_DEFAULTS, SLOTS, RunConfig, Selection
 from genflow.errors import ConfigError, allowed
 from genflow.plugins import PluginManager
@@ -143,7 +144,8 @@ def merge_raw(
     selectors: Mapping[str, str | None],
     overrides: Sequence[str],
 ) -> dict[str, Any]:
-    """Apply selectors then overrides to the file's data; returns raw (unstructured) settings."""
+    """Apply selectors then overrides to the file's data; returns raw (unstructured) settings, with
+    keys that moved under their new names (``genflow.config.renames``)."""
     raw: dict[str, Any] = copy.deepcopy(dict(file_data))
     for slot, name in selectors.items():
         if name is None:
@@ -160,7 +162,7 @@ def merge_raw(
         keys, value = parse_override(item)
         _set_dotted(raw, keys, value, item)
     _check_sections(raw)
-    return raw
+    return apply_renames(raw)
 
 
 def _slot_name(raw: dict[str, Any], slot: str, suggested: Mapping[str, str], manager: PluginManager) -> str | None:

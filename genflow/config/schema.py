@@ -60,6 +60,10 @@ class TrainConfig:
     ``coordinate_descent_tuning``): longer compilation for faster steps, worth it for long runs
     (docs/performance.md section 3).
 
+    ``activation_checkpointing`` recomputes each FSDP unit of the backbone (``Backbone.fsdp_units``:
+    its transformer or residual blocks) in the backward pass instead of keeping its activations:
+    less memory, one more forward per unit, the same gradients.
+
     ``dist_timeout_minutes`` bounds how long a rank waits for the others (joining, each
     collective) before it fails; 0 is 2 minutes on CPU and 10 on GPUs (docs/runs.md).
     """
@@ -98,7 +102,11 @@ class TrainConfig:
 
 @attrs.frozen(kw_only=True)
 class SampleConfig:
-    """Defaults of ``genflow sample`` / ``genflow eval`` and of the training-time sample grids."""
+    """Sampling settings of a run. ``steps`` and ``num``: the defaults of ``genflow sample`` (images;
+    points draw ``genflow.sampling_cli.DEFAULT_NUM_POINTS``) and the training-time sample grids;
+    ``guidance`` and ``seed``: the defaults of ``genflow sample`` and ``genflow eval`` (``eval``
+    sweeps its own step counts and sample sizes, ``genflow.eval.cli``: metrics need more samples
+    than a grid shows)."""
 
     steps: tuple[int, ...] = attrs.field(default=(1, 2, 4, 8), validator=each(positive()))
     num: int = attrs.field(default=64, validator=positive())

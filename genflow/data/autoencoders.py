@@ -177,7 +177,7 @@ def components() -> list[Component]:
         Component(
             name="identity",
             config=IdentityConfig,
-            build=lambda config, **_: Identity(config),
+            build=lambda config: Identity(config),
             description="pixels as latents (uint8), model space [-1, 1]",
         )
     ]
@@ -188,7 +188,7 @@ def components() -> list[Component]:
                 Component(
                     name=name,
                     config=DiffusersConfig,
-                    build=lambda config, _kind=kind, _name=name, **_: build_diffusers(config, kind=_kind, name=_name),
+                    build=lambda config, _kind=kind, _name=name: build_diffusers(config, kind=_kind, name=_name),
                     description=f"diffusers Autoencoder{kind.upper()} (default {DEFAULT_PRETRAINED[name]})",
                 )
             )

@@ -12,7 +12,6 @@ which the text-to-image wiring sets; raw captions are available from ``loader.it
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import attrs
@@ -24,7 +23,7 @@ from torch import Tensor
 from genflow.data.autoencoders import Autoencoder, Identity, build_builtin
 from genflow.data.dataset_config import ShapesDatasetConfig, StoreConfig
 from genflow.data.pipeline import prepare_store
-from genflow.data.reader import RawBatch, ReadOptions, RowReader, StoreLoader, TextFn, normalization
+from genflow.data.reader import RawBatch, ReadOptions, RowReader, StoreLoader, normalization
 from genflow.data.shapes import ShapesConfig
 from genflow.data.sources import ShapesSource, digest
 from genflow.data.store import LatentStore
@@ -33,9 +32,10 @@ from genflow.interfaces import Batch, Dataset, DataSpec
 
 
 def read_options(config: StoreConfig | ShapesDatasetConfig) -> ReadOptions:
+    """How a dataset's store is read (``shapes`` stores hold no mirrored latents: no ``flip``)."""
     return ReadOptions(
         window=config.window,
-        flip=getattr(config, "flip", False),
+        flip=isinstance(config, StoreConfig) and config.flip,
         normalize=config.normalize,
         num_workers=config.num_workers,
     )
@@ -48,7 +48,6 @@ class StoreDataset(Dataset):
         self.store = store
         self.options = options
         self.condition = _resolve_condition(store, condition)
-        self.text_fn: TextFn | None = None
         self.autoencoder: Autoencoder | None = None  # built on first decode unless set
         largest = store.largest_bucket()
         self.spec = DataSpec(
@@ -107,14 +106,14 @@ def _resolve_condition(store: LatentStore, condition: str) -> str:
     return condition
 
 
-def build_store(config: StoreConfig, **_: object) -> StoreDataset:
-    """The ``store`` dataset."""
+def build_store(config: StoreConfig, *, cache_dir: Path | None = None) -> StoreDataset:
+    """The ``store`` dataset (``cache_dir`` is not used: ``genflow prepare`` wrote the store)."""
     if not config.url:
         raise GenflowError("dataset 'store' needs a url: set data.url (a path, memory://, zip::, s3://, ...)")
     return StoreDataset(LatentStore(config.url), options=read_options(config), condition=config.condition)
 
 
-def build_shapes(config: ShapesDatasetConfig, *, cache_dir: Path | str | None = None, **_: object) -> StoreDataset:
+def build_shapes(config: ShapesDatasetConfig, *, cache_dir: Path) -> StoreDataset:
     """The ``shapes`` dataset: prepared into ``cache_dir`` on first use, then read."""
     url = shapes_store(generator_config(config), cache_dir)
     return StoreDataset(LatentStore(url), options=read_options(config), condition=config.condition)
@@ -125,13 +124,12 @@ def generator_config(config: ShapesConfig) -> ShapesConfig:
     return ShapesConfig(**{f.name: getattr(config, f.name) for f in attrs.fields(ShapesConfig)})
 
 
-def shapes_store_path(config: ShapesConfig, cache_dir: Path | str | None = None) -> Path:
-    """Where the ``shapes`` store of ``config`` is cached (it may not exist yet)."""
-    root = Path(cache_dir) if cache_dir is not None else Path(os.environ.get("GENFLOW_CACHE", "~/.cache/genflow"))
-    return root.expanduser() / f"shapes-{digest(attrs.asdict(config))[:16]}.zarr"
+def shapes_store_path(config: ShapesConfig, cache_dir: Path) -> Path:
+    """Where the ``shapes`` store of ``config`` is cached in ``cache_dir`` (it may not exist yet)."""
+    return Path(cache_dir).expanduser() / f"shapes-{digest(attrs.asdict(config))[:16]}.zarr"
 
 
-def shapes_store(config: ShapesConfig, cache_dir: Path | str | None = None) -> str:
+def shapes_store(config: ShapesConfig, cache_dir: Path) -> str:
     """The path of a complete ``shapes`` store for ``config``, prepared if needed."""
     path = shapes_store_path(config, cache_dir)
     path.parent.mkdir(parents=True, exist_ok=True)

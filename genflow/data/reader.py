@@ -13,7 +13,7 @@ uninterrupted one would.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Literal
 
 import attrs
@@ -24,10 +24,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from genflow.data.store import Bucket, ChunkData, LatentStore, StoreMeta
 from genflow.errors import GenflowError
-from genflow.interfaces import Batch, BatchLoader, Condition
-
-#: ``text_fn(captions) -> (text, text_mask)`` fills ``Condition.text`` from raw captions.
-TextFn = Callable[[list[str]], tuple[Tensor, Tensor]]
+from genflow.interfaces import Batch, BatchLoader, Condition, TextFn
 
 
 @attrs.frozen(kw_only=True)

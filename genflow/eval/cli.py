@@ -25,11 +25,10 @@ from genflow.eval.sweep import SamplesHook, SweepSettings, context_for, evaluate
 from genflow.interfaces import EvalContext
 from genflow.plugins import PluginManager
 from genflow.runs import LoadedRun, check_output_dir, check_replaceable, load_run
-from genflow.sampling_cli import add_common_arguments, parse_steps
+from genflow.sampling_cli import DEFAULT_NUM_POINTS, add_common_arguments, parse_steps
 from genflow.visualize import plot_samples
 
 DEFAULT_STEPS = (1, 2, 4, 8, 16, 32, 64, 128)
-DEFAULT_NUM_POINTS = 2000
 DEFAULT_NUM_IMAGES = 1000
 GRID_IMAGES = 64
 

@@ -78,6 +78,6 @@ def components() -> list[Component]:
             metric = PromptAccuracy(attribute, single=single)
             which = "one-object prompts" if single else "prompt-set samples"
             out.append(Component(name=metric.name, config=PromptConfig,
-                                 build=lambda config, _a=attribute, _s=single, **_: PromptAccuracy(_a, single=_s),
+                                 build=lambda config, _a=attribute, _s=single: PromptAccuracy(_a, single=_s),
                                  description=f"shapes captions: fraction of {which} whose {attribute} is followed"))
     return out

@@ -114,7 +114,7 @@ def _evaluate(run: LoadedRun, metrics: Mapping[str, Metric], settings: SweepSett
     noise = fixed_noise(spec, settings.num, settings.seed, torch.device("cpu"))  # what generate() draws
     captions = eval_captions(run, settings.num, settings.seed) if spec.text else None
     if captions is not None:
-        tokenize = run.components.dataset.text_fn  # type: ignore[attr-defined]
+        tokenize = run.components.dataset.tokenizer()
         cond = text_conditions(captions, tokenize, settings.device)
     else:
         cond = sample_conditions(spec, settings.num, settings.device)

@@ -38,9 +38,6 @@ class DdeConfig:
     fp32 training, bf16 under bf16 autocast or FSDP bf16 parameters, as the reference does.
     ``"fp32"`` disables autocast for the passes (inputs of at least fp32): more accurate under bf16
     autocast, and slower; with FSDP bf16 parameters the passes stay bf16 whatever this says.
-    ``batched``: run both passes as one call of ``fn`` on a ``2N`` batch (needs a forward without
-    dropout: the two halves would get different masks); otherwise two calls, each starting from
-    the same RNG state.
     ``stencil``: ``"central"`` evaluates ``F`` at ``t - e`` and ``t + e`` (error ``O(e^2)``; under
     bf16 half the rounding error of the one-sided stencil); ``"one-sided"`` evaluates it at
     ``t + e`` only (``t - e`` near ``t_max``) and reuses the caller's main pass for ``F(t)`` (error
@@ -51,7 +48,6 @@ class DdeConfig:
 
     epsilon: float = attrs.field(default=0.005, validator=positive(integer=False))
     precision: Literal["fp32", "model"] = "model"
-    batched: bool = True
     stencil: Literal["central", "one-sided"] = "central"
 
 
@@ -170,15 +166,11 @@ class DDE(Derivative):
     def _passes(
         self, fn: TimeFunction, x_b: Tensor, b: Tensor, x_a: Tensor, a: Tensor
     ) -> tuple[Tensor, Tensor]:
-        if self.config.batched:
-            with preserved_rng(x_b.device):
-                F = fn(torch.cat([x_b, x_a]), torch.cat([b, a]))  # (2N, ...): fn accepts 2-fold tiles
-            return F.chunk(2)
+        """Both passes as one call of ``fn`` on a ``2N`` batch (``fn`` accepts 2-fold tiles; one
+        dropout mask would cover both halves, and genflow's backbones have no dropout)."""
         with preserved_rng(x_b.device):
-            F_b = fn(x_b, b)
-        with preserved_rng(x_a.device):
-            F_a = fn(x_a, a)
-        return F_b, F_a
+            F = fn(torch.cat([x_b, x_a]), torch.cat([b, a]))  # (2N, ...)
+        return F.chunk(2)
 
 
 # --------------------------------------------------------------------------------------------

@@ -29,7 +29,6 @@ import attrs
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.checkpoint import checkpoint
 
 from genflow.config.domains import non_negative, positive
 from genflow.errors import ConfigError
@@ -80,7 +79,6 @@ PRESETS: dict[str, Preset] = {
 class DiTConfig:
     """``preset`` picks the architecture; any other size field left at 0 keeps the preset's value.
 
-    ``grad_checkpointing`` recomputes each block in the backward pass (activation checkpointing).
     ``text_pooled``: with captions, also add the masked mean of the text states (through a Linear)
     to the conditioning vector ``c``; the cross-attention is always there with captions.
 
@@ -112,7 +110,6 @@ class DiTConfig:
     heads: int = attrs.field(default=0, validator=non_negative())
     patch_size: int = attrs.field(default=0, validator=non_negative())
     adaln_rank: int = attrs.field(default=0, validator=non_negative())
-    grad_checkpointing: bool = False
     text_pooled: bool = True
     qk_norm: QkNorm = attrs.field(default="rms", validator=attrs.validators.in_(("rms", "layer")))
     rope_pairs: RopePairs = attrs.field(default="half", validator=attrs.validators.in_(("half", "interleaved")))
@@ -297,7 +294,6 @@ class DiT(Backbone):
         self.in_channels = spec.shape[0]
         self.num_classes = spec.num_classes
         self.uses_text = spec.text
-        self.grad_checkpointing = config.grad_checkpointing
         D, p = arch.hidden_size, arch.patch_size
         self.patch_embed = nn.Conv2d(self.in_channels, D, kernel_size=p, stride=p)
         # docs/math.md section 9: decoupled embeddings, two independent embedders.
@@ -403,10 +399,7 @@ class DiT(Backbone):
         text = self.text_states(cond, N) if self.uses_text else ()
         z = None
         for i, block in enumerate(self.blocks):
-            if self.grad_checkpointing and torch.is_grad_enabled():
-                h = checkpoint(block, h, c, phi_dt, rope, *text, use_reentrant=False)
-            else:
-                h = block(h, c, phi_dt, rope, *text)  # (N, T, D)
+            h = block(h, c, phi_dt, rope, *text)  # (N, T, D); train.activation_checkpointing recomputes it
             if features and self.projector is not None and i + 1 == self.projector_depth:
                 z = self.projector(h)  # (N, T, projector_out)
         h = self.final(h, c)  # (N, T, p p C)

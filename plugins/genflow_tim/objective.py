@@ -45,6 +45,30 @@ _unit = unit()
 
 
 @attrs.frozen(kw_only=True)
+class TimExperimental:
+    """Ablation knobs of the ``tim`` objective, the table ``[objective.experimental]``: no preset sets
+    them; the experiments of ``benchmarks/science`` and docs/parity.md do (docs/config.md).
+
+    ``diagonal_groups`` > 0 sets the count of adaptive groups of the ``r = t`` rows apart from
+    ``adaptive_groups`` (1: their mean loss, flow matching's relative weighting over ``t``).
+    ``adaptive_eps``: the ``eps`` of the adaptive weight ``1 / (sg(L) + eps)``.
+    ``guidance_target_variant``: ``"official"`` (the official TiM code) takes ``dF/dt`` along the
+    plain velocity ``v`` and computes ``F_c`` with the batch's true condition, so rows whose label
+    was dropped are guided too; ``"guided-tangent"`` takes ``dF/dt`` along the guided velocity (the
+    tangent of the trajectory the target describes) and leaves dropped rows unguided, which is
+    preferable when the model is still sampled with classifier-free guidance: its null-class rows
+    keep learning the plain unconditional transition that the guidance's unconditional branch needs
+    (docs/parity.md).
+    """
+
+    diagonal_groups: int = attrs.field(default=0, validator=non_negative())
+    adaptive_eps: float = attrs.field(default=1e-5, validator=positive(integer=False))
+    guidance_target_variant: GuidanceTargetVariant = attrs.field(
+        default="official", validator=validators.in_(GUIDANCE_TARGET_VARIANTS)
+    )
+
+
+@attrs.frozen(kw_only=True)
 class TimObjectiveConfig:
     """Options of the ``tim`` objective. Times and weightings are the reference's class-conditional
     settings. Four defaults differ from the reference: ``adaptive_groups = 8``, ``directional =
@@ -60,21 +84,15 @@ class TimObjectiveConfig:
     matching samples its ``t``; a lower mean puts more rows near the data).
     ``base_resolution`` > 0 turns on the resolution shift of ``t`` and ``r``.
     Loss (docs/math.md s6): interval ``weighting`` with ``sigma_d``; ``adaptive`` weighting
-    ``1 / (sg(L) + adaptive_eps)`` per sample (``adaptive_groups = 0``, the reference) or
-    ``1 / (mean sg(L) of the row's group + adaptive_eps)`` with ``adaptive_groups = k`` groups of
+    ``1 / (sg(L) + eps)`` per sample (``adaptive_groups = 0``, the reference) or
+    ``1 / (mean sg(L) of the row's group + eps)`` with ``adaptive_groups = k`` groups of
     rows of similar ``t`` (per kind: ``r = t`` rows and interval rows), which estimates
-    ``E[L | t]`` instead of using the sample's own loss; ``diagonal_groups`` > 0 sets the ``r = t``
-    rows' count apart (1: their mean loss, flow matching's relative weighting over ``t``).
+    ``E[L | t]`` instead of using the sample's own loss.
     ``directional`` adds ``1 - cos(F, F_hat)`` over channels.
     ``label_dropout``: probability of the null class. ``guidance_target`` enables the
     guidance-enhanced target ``v + guidance_target_scale (F_c - F_u)`` for ``t / t_max`` inside
-    the closed ``guidance_target_interval``. ``guidance_target_variant``: ``"official"`` (the
-    official TiM code) takes ``dF/dt`` along the plain velocity ``v`` and computes ``F_c`` with the
-    batch's true condition, so rows whose label was dropped are guided too; ``"guided-tangent"``
-    takes ``dF/dt`` along the guided velocity (the tangent of the trajectory the target describes)
-    and leaves dropped rows unguided, which is preferable when the model is still sampled with
-    classifier-free guidance: its null-class rows keep learning the plain unconditional transition
-    that the guidance's unconditional branch needs (docs/parity.md).
+    the closed ``guidance_target_interval`` (the official TiM target). ``experimental``
+    (:class:`TimExperimental`) holds the ablation knobs.
     ``repa_weight`` > 0 adds representation alignment (:mod:`genflow_tim.repa`) with that weight:
     the backbone's projector (``backbone.projector_out``) against the frozen ``repa_encoder``
     (``"random"``, ``"dinov2"`` from ``repa_encoder_path``, ``"radio"`` from ``repa_encoder_repo``
@@ -91,17 +109,12 @@ class TimObjectiveConfig:
     weighting: Weighting = attrs.field(default="tangent", validator=validators.in_(WEIGHTINGS))
     sigma_d: float = attrs.field(default=1.0, validator=positive(integer=False))
     adaptive: bool = True
-    adaptive_eps: float = attrs.field(default=1e-5, validator=positive(integer=False))
     adaptive_groups: int = attrs.field(default=8, validator=non_negative())
-    diagonal_groups: int = attrs.field(default=0, validator=non_negative())
     directional: bool = False
     label_dropout: float = attrs.field(default=0.1, validator=_unit)
     guidance_target: bool = False
     guidance_target_scale: float = attrs.field(default=0.75, validator=finite())
     guidance_target_interval: tuple[float, float] = attrs.field(default=(0.3, 0.8), validator=INTERVAL)
-    guidance_target_variant: GuidanceTargetVariant = attrs.field(
-        default="official", validator=validators.in_(GUIDANCE_TARGET_VARIANTS)
-    )
     base_resolution: int = attrs.field(default=0, validator=non_negative())
     repa_weight: float = attrs.field(default=0.0, validator=non_negative(integer=False))
     repa_encoder: str = attrs.field(default="random", validator=one_of(ENCODERS))
@@ -109,6 +122,7 @@ class TimObjectiveConfig:
     repa_encoder_repo: str = attrs.field(default="", validator=text(empty=True))
     repa_decoder: str = attrs.field(default="identity", validator=text())
     repa_decoder_pretrained: str = attrs.field(default="", validator=text(empty=True))
+    experimental: TimExperimental = TimExperimental()
 
     def __attrs_post_init__(self) -> None:
         if self.diffusion_ratio + self.consistency_ratio > 1:  # the two row groups share one batch
@@ -295,7 +309,7 @@ class TimObjective(Objective):
         """
         if not self.config.guidance_target:
             return v_t, v_t
-        if self.config.guidance_target_variant == "official":
+        if self.config.experimental.guidance_target_variant == "official":
             return self.guided_velocity(backbone, x_t, v_t, t, true_cond), v_t
         v_hat = self.guided_velocity(backbone, x_t, v_t, t, cond)
         return v_hat, v_hat
@@ -394,9 +408,10 @@ class TimObjective(Objective):
         if self.config.adaptive:
             scale = L.detach()
             if self.config.adaptive_groups:
-                groups = (self.config.diagonal_groups or self.config.adaptive_groups, self.config.adaptive_groups)
+                diagonal = self.config.experimental.diagonal_groups
+                groups = (diagonal or self.config.adaptive_groups, self.config.adaptive_groups)
                 scale = grouped_mean(scale, t, r, groups, finite)
-            weight = weight / (scale + self.config.adaptive_eps)  # 1 / (sg(L) + eps)
+            weight = weight / (scale + self.config.experimental.adaptive_eps)  # 1 / (sg(L) + eps)
         count = finite.sum()
         loss = (weight * L * finite).sum() / count  # 0 / 0 = NaN when no row is finite
         raw, _, _ = self.per_sample_loss(F.detach(), F_hat)

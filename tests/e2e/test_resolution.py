@@ -81,3 +81,27 @@ def test_config_model_info_and_dry_run_agree(capsys, preset):
             assert settings[key] == as_python(value), key
     off = {"projector_out", "projector_depth"}  # 0 means "no projector", a real value
     assert all(v != 0 for k, v in settings.items() if type(v) is int and k not in off), settings  # no placeholders
+
+
+def test_derivatives_resolves_what_config_prints(capsys, monkeypatch, tmp_path):
+    """``--data STORE`` keeps the config's backbone for data of its kind: ``derivatives`` too (it
+    resolved on its own and built the store's default backbone instead)."""
+    from genflow import config as cfg
+    from genflow import derivatives_cli
+
+    store = str(tmp_path / "shapes.zarr")
+    assert main(["prepare", "--dataset", "shapes", "--out", store, "--resolution", "16", "--count", "16",
+                 "--no-progress"]) == 0
+    args = ["--config", "shapes-science", "--data", store, "train.seed=3"]
+    printed = run_cli(capsys, "config", *args)
+    seen = []
+
+    def stop(args, manager, config):  # noqa: ANN001, ANN202 (the step after the resolution)
+        seen.append(cfg.to_toml(config))
+        raise SystemExit(0)
+
+    monkeypatch.setattr(derivatives_cli, "_chosen", stop)
+    with pytest.raises(SystemExit):
+        main(["derivatives", *args])
+    assert seen == [printed]
+    assert tomllib.loads(printed)["backbone"]["name"] == "unet"

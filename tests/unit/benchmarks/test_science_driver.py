@@ -43,6 +43,31 @@ def test_default_valued_ablations_share_the_default_run(run_module):
     assert len({tuple(m) for m in mixtures}) == 9
 
 
+
+def test_experimental_options_are_dotted_and_shared_when_default(run_module):
+    rows = run_module.velocity_rows(run_module.TOY)(3000)[1]
+    assert _overrides(rows.train_argv(seed=0, steps=3000))["objective.experimental.diagonal_groups"] == "1"
+    default = run_module._tim_variant("same", run_module.TOY, {"experimental.diagonal_groups": 0})
+    assert default.train_argv(seed=0, steps=3000) == run_module.toy_steps(3000)[0].train_argv(seed=0, steps=3000)
+
+
+def test_config_keys_counts_nested_tables_and_unnamed_preset_tables():
+    sys.path.insert(0, str(SCIENCE.parent))
+    try:
+        import config_keys  # noqa: PLC0415  (benchmarks/config_keys.py, not a package)
+    finally:
+        sys.path.remove(str(SCIENCE.parent))
+    from genflow.plugins import PluginManager
+
+    schema = config_keys.schema_keys(PluginManager())
+    assert ("objective", "tim", "experimental", "diagonal_groups") in schema
+    assert ("objective", "tim", "experimental") not in schema
+    assert ("train", "", "lr") in schema
+    presets = {("objective", "", "adaptive"), ("train", "", "lr")}
+    unset = config_keys.unset_keys({("objective", "tim", "adaptive"), ("objective", "fm", "p_std"),
+                                    ("train", "", "lr")}, presets)
+    assert unset == [("objective", "fm", "p_std")]
+
 def test_paired_differences_cancel_the_seed(run_module):
     from common import summarize_paired  # noqa: PLC0415  (benchmarks/science/common.py)
 

@@ -84,14 +84,14 @@ class DropoutMLP(torch.nn.Module):
 
 
 @pytest.mark.parametrize(("name", "overrides"), [("dde", {}), ("dde", {"stencil": "one-sided"}),
-                                                 ("dde", {"batched": False}), ("jvp", {})])
+                                                 ("jvp", {})])
 def test_forward_and_derivative_sees_the_dropout_masks_of_the_main_pass(name, overrides):
     """``dF/dt`` of the protocol matches the exact derivative of the network with the main pass's mask."""
     from genflow.testing import build_derivative
 
     provider = build_derivative(PluginManager(), name, overrides)
-    if name == "dde" and overrides.get("batched", True) and not provider.uses_output:
-        pytest.skip("the batched dde draws one mask for its 2N batch: documented to need a forward without dropout")
+    if name == "dde" and not provider.uses_output:
+        pytest.skip("the central dde draws one mask for its 2N batch: documented to need a forward without dropout")
     net = DropoutMLP()
     g = torch.Generator().manual_seed(1)
     x_t, dx_dt = torch.randn(6, 3, generator=g, dtype=torch.float64), torch.randn(6, 3, generator=g, dtype=torch.float64)

@@ -90,3 +90,46 @@ def test_plugin_that_fails_to_import_is_reported_and_skipped(fake_entry_points):
 def test_unknown_component_lists_the_registered(manager):
     with pytest.raises(GenflowError, match="unknown sampler 'rk45'; registered: euler, heun, transition"):
         manager.get("sampler", "rk45")
+
+
+def test_a_registration_hook_that_raises_skips_only_its_plugin(fake_entry_points):
+    """Each plugin's registration hook is called alone (pluggy's subset hook caller): one that raises
+    or returns something else loses its own components, not the other plugins'."""
+    raising, wrong = types.ModuleType("raising_mod"), types.ModuleType("wrong_mod")
+
+    @hookimpl
+    def genflow_objectives():
+        raise ImportError("no module named 'missing_dependency'")
+
+    @hookimpl
+    def genflow_samplers():
+        return ["not a component"]
+
+    raising.genflow_objectives, wrong.genflow_samplers = genflow_objectives, genflow_samplers
+    fake_entry_points("raising", raising)
+    fake_entry_points("wrong", wrong)
+    fake_entry_points("thirdparty", _plugin_module("thirdparty_mod", "myobjective"))
+    manager = PluginManager()
+    assert {"fm", "tim", "myobjective"} <= set(manager.names("objective"))
+    assert {"euler", "heun", "transition"} <= set(manager.names("sampler"))
+    assert any("plugin 'raising' failed in genflow_objectives" in w and "missing_dependency" in w
+               for w in manager.warnings)
+    assert any("plugin 'wrong' returned something else from genflow_samplers" in w for w in manager.warnings)
+
+
+def test_a_factory_that_builds_the_wrong_kind_fails_in_one_line():
+    from genflow import config as cfg
+    from genflow.build import build_components
+
+    plugin = types.ModuleType("wrong_path_mod")
+
+    @hookimpl
+    def genflow_paths():
+        return [Component(name="not-a-path", build=lambda config: 42)]
+
+    plugin.genflow_paths = genflow_paths
+    manager = PluginManager(autoload=False)
+    manager.register(plugin, name="wrong_path")
+    config = cfg.load(manager, config_file="debug", selectors={"path": "not-a-path"})
+    with pytest.raises(GenflowError, match=r"^path 'not-a-path': its build returned int, not a ProbabilityPath$"):
+        build_components(config, manager)

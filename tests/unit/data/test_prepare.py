@@ -31,10 +31,10 @@ def test_prepare_shapes_then_read_as_store(manager, tmp_path):
     assert len(raw.captions) == 5 and raw.labels is None
     batch = next(iter(dataset.loader(batch_size=4, rank=0, world_size=1, seed=0)))
     assert batch.cond.text is None  # no text encoder wired: captions via iter_raw / text_fn
-    dataset.text_fn = lambda captions: (
+    dataset.attach_tokenizer(lambda captions: (
         torch.zeros(len(captions), 3, dtype=torch.long),
         torch.ones(len(captions), 3, dtype=torch.bool),
-    )
+    ))
     batch = next(iter(dataset.loader(batch_size=4, rank=0, world_size=1, seed=0)))
     assert batch.cond.text.shape == (4, 3)
 
@@ -102,3 +102,13 @@ def test_store_dataset_options(shapes_store):
     assert np.allclose(x.mean(dim=(0, 2, 3)).numpy(), 0.0, atol=0.2)
     plain = build_store(StoreConfig(url=url, condition="none"))
     assert plain.spec.num_classes == 0 and plain.reference(2, seed=0).cond.labels is None
+
+
+def test_a_tokenizer_attaches_to_captioned_data_only():
+    from genflow.data.toy2d import Toy2D, Toy2DConfig
+
+    points = Toy2D(Toy2DConfig())
+    with pytest.raises(GenflowError, match="Toy2D is not caption-conditioned"):
+        points.attach_tokenizer(lambda captions: (torch.zeros(1), torch.ones(1)))
+    with pytest.raises(GenflowError, match="no tokenizer attached"):
+        points.tokenizer()

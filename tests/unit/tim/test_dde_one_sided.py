@@ -83,8 +83,6 @@ def test_reused_output_equals_recomputed_and_reference(gen):
     reference = (fn(x + s[:, None] * dx, t + s) - fn(x, t)) / s[:, None]
     torch.testing.assert_close(reused, reference, rtol=1e-9, atol=1e-9)
     torch.testing.assert_close(recomputed, reference, rtol=1e-9, atol=1e-9)
-    unbatched = _one_sided(batched=False).time_derivative(fn, x, t, dx, t_min=r)
-    torch.testing.assert_close(unbatched, reference, rtol=1e-9, atol=1e-9)
 
 
 def test_step_stays_inside_the_interval():

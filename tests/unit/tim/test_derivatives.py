@@ -38,15 +38,6 @@ def test_dde_matches_jvp_to_epsilon_squared(gen):
         assert _rel(approx, exact) < eps**2
 
 
-def test_dde_batched_equals_unbatched(gen):
-    x_t, t, r, dx_dt = _inputs(gen)
-    backbone = MLPBackbone(D)
-    fn = bind(backbone, r, Condition())
-    batched = DDE(DdeConfig(batched=True)).time_derivative(fn, x_t, t, dx_dt, t_min=r)
-    unbatched = DDE(DdeConfig(batched=False)).time_derivative(fn, x_t, t, dx_dt, t_min=r)
-    torch.testing.assert_close(batched, unbatched, rtol=1e-9, atol=1e-9)
-
-
 def test_dde_batched_is_one_call_on_2n_rows(gen):
     x_t, t, r, dx_dt = _inputs(gen)
     sizes = []
@@ -55,11 +46,8 @@ def test_dde_batched_is_one_call_on_2n_rows(gen):
         sizes.append(x.shape[0])
         return x * t_[:, None]
 
-    DDE(DdeConfig(batched=True)).time_derivative(fn, x_t, t, dx_dt, t_min=r)
+    DDE(DdeConfig()).time_derivative(fn, x_t, t, dx_dt, t_min=r)
     assert sizes == [2 * N]
-    sizes.clear()
-    DDE(DdeConfig(batched=False)).time_derivative(fn, x_t, t, dx_dt, t_min=r)
-    assert sizes == [N, N]
 
 
 def test_dde_fp32_precision_under_bf16_autocast(gen):
@@ -115,7 +103,7 @@ def test_dde_evaluates_only_inside_t_min_t_max(gen):
     assert (a >= r - 1e-15).all() and (b <= 1.0).all() and (a <= t).all() and (b >= t).all()
 
 
-@pytest.mark.parametrize("provider", [DDE(DdeConfig(batched=True)), DDE(DdeConfig(batched=False)), JVP()])
+@pytest.mark.parametrize("provider", [DDE(DdeConfig()), JVP()])
 def test_providers_keep_the_global_rng_and_detach(provider, gen):
     x_t, t, r, dx_dt = _inputs(gen)
     backbone = MLPBackbone(D, dropout=0.2)
@@ -124,19 +112,6 @@ def test_providers_keep_the_global_rng_and_detach(provider, gen):
     assert torch.equal(torch.get_rng_state(), state)
     assert not dF.requires_grad
     assert any(p.requires_grad for p in backbone.parameters())
-
-
-def test_unbatched_dde_passes_share_the_dropout_mask(gen):
-    """Each pass starts from the RNG state the main forward pass will see: identical masks."""
-    x_t, t, r, dx_dt = _inputs(gen)
-    dropout = torch.nn.Dropout(0.5)
-
-    def fn(x, t_):
-        return dropout(torch.ones_like(x)) * t_[:, None]  # dF/dt = mask / (1 - p)
-
-    dF = DDE(DdeConfig(batched=False)).time_derivative(fn, x_t, t, dx_dt, t_min=r)
-    mask = dropout(torch.ones_like(x_t))  # what the main pass draws next
-    torch.testing.assert_close(dF, mask)
 
 
 def test_jvp_refuses_what_it_cannot_differentiate():

@@ -11,6 +11,7 @@ from genflow_tim.derivatives import DDE, JVP
 from genflow_tim.objective import (
     REFERENCE_LOSS,
     REFERENCE_MIXTURE,
+    TimExperimental,
     TimObjective,
     TimObjectiveConfig,
     grouped_mean,
@@ -47,9 +48,9 @@ def test_config_defaults_are_the_reference_ones_but_the_loss_and_mixture():
     c = TimObjectiveConfig()
     assert (c.p_mean, c.p_std, c.diffusion_ratio, c.consistency_ratio) == (-0.4, 1.0, 0.7, 0.1)
     assert TimObjectiveConfig(**REFERENCE_MIXTURE).diffusion_ratio == 0.5
-    assert (c.weighting, c.sigma_d, c.adaptive, c.adaptive_eps) == ("tangent", 1.0, True, 1e-5)
+    assert (c.weighting, c.sigma_d, c.adaptive, c.experimental.adaptive_eps) == ("tangent", 1.0, True, 1e-5)
     # genflow's loss defaults (docs/results.md) and the reference's, one override away
-    assert (c.adaptive_groups, c.diagonal_groups, c.directional, c.diffusion_t) == (8, 0, False, "single")
+    assert (c.adaptive_groups, c.experimental.diagonal_groups, c.directional, c.diffusion_t) == (8, 0, False, "single")
     assert c.diffusion_p_mean == -1.2
     reference = TimObjectiveConfig(**REFERENCE_LOSS)
     assert (reference.adaptive_groups, reference.directional, reference.diffusion_t) == (0, True, "max")
@@ -521,7 +522,7 @@ def _enhanced_target_by_hand(seen, variant: str, scale: float = 0.75, interval=(
 @pytest.mark.parametrize("variant", ["official", "guided-tangent"])
 def test_enhanced_target_matches_a_float64_rederivation(variant):
     spec = DataSpec(shape=(3,), num_classes=10)
-    config = TimObjectiveConfig(guidance_target=True, guidance_target_variant=variant, label_dropout=0.3,
+    config = TimObjectiveConfig(guidance_target=True, experimental=TimExperimental(guidance_target_variant=variant), label_dropout=0.3,
                                 adaptive=False)
     objective = _Recording(config, path=LinearPath(), derivative=JVP(), spec=spec)
     objective.loss(_AnalyticBackbone(3, num_classes=10), _batch(n=256, labels=10),
@@ -536,7 +537,7 @@ def test_enhanced_target_variants_differ_on_dropped_rows_only_through_guidance_a
     spec = DataSpec(shape=(3,), num_classes=10)
     targets = {}
     for variant in ("official", "guided-tangent"):
-        config = TimObjectiveConfig(guidance_target=True, guidance_target_variant=variant, label_dropout=0.3)
+        config = TimObjectiveConfig(guidance_target=True, experimental=TimExperimental(guidance_target_variant=variant), label_dropout=0.3)
         objective = _Recording(config, path=LinearPath(), derivative=JVP(), spec=spec)
         objective.loss(_AnalyticBackbone(3, num_classes=10), _batch(n=256, labels=10),
                        generator=torch.Generator().manual_seed(3))
@@ -555,4 +556,4 @@ def test_enhanced_target_variants_differ_on_dropped_rows_only_through_guidance_a
 
 def test_guidance_target_variant_is_validated():
     with pytest.raises(ValueError, match="guidance_target_variant"):
-        TimObjectiveConfig(guidance_target_variant="ema")
+        TimExperimental(guidance_target_variant="ema")
