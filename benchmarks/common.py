@@ -24,11 +24,7 @@ import torch
 from genflow_tim.objective import REFERENCE_MIXTURE
 from torch.utils.flop_counter import FlopCounterMode
 
-from genflow.config import RunConfig, resolve
-from genflow.interfaces import Batch, BatchLoader, Condition, Dataset, DataSpec
-from genflow.plugins import PluginManager, hookimpl
-from genflow.registry import Component
-from genflow.timing import (  # noqa: F401  (moved into the package; the benchmarks use them from here)
+from genflow.commands.timing import (  # noqa: F401  (moved into the package; the benchmarks use them from here)
     cpu_and_wall,
     interleaved,
     peak_memory,
@@ -38,6 +34,10 @@ from genflow.timing import (  # noqa: F401  (moved into the package; the benchma
     time_calls,
     wall_time,
 )
+from genflow.config import RunConfig, resolve
+from genflow.interfaces import Batch, BatchLoader, Condition, Dataset, DataSpec
+from genflow.plugins import PluginManager, hookimpl
+from genflow.registry import Component
 from genflow.train.distributed import World, init_world
 from genflow.train.ema import EMA
 from genflow.train.trainer import Trainer, build_optimizer
@@ -194,7 +194,7 @@ class BenchTrainer(Trainer):
     build (``_build_model``: meta init, FSDP2, per-block compile) and ``train_step`` are inherited."""
 
     def __init__(self, config: RunConfig, manager: PluginManager, *, world: World | None = None) -> None:
-        from genflow.build import build_components
+        from genflow.components.build import build_components
 
         self.config, self.train, self.manager = config, config.train, manager
         self.world = world or init_world(self.train.device)

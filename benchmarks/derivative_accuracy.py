@@ -33,13 +33,13 @@ from genflow_tim.derivatives import DDE, JVP, DdeConfig
 from genflow_tim.objective import TimObjective
 from torch import Tensor
 
-from genflow.derivative_report import redraw_zero_weights
-from genflow.derivative_report import relative_error as relative
+from genflow.commands.derivative_report import redraw_zero_weights
+from genflow.commands.derivative_report import relative_error as relative
 from genflow.eval.distances import sliced_wasserstein
 from genflow.interfaces import Backbone, Batch, Condition, ProbabilityPath, bind
 from genflow.objectives import transition_target
 from genflow.plugins import PluginManager
-from genflow.sample import generate
+from genflow.sampling.driver import generate
 
 PRECISIONS = ("fp64", "fp32", "bf16")
 STENCILS = ("central", "one-sided")

@@ -20,7 +20,7 @@ import torch
 
 from genflow.interfaces import Condition, Sampler
 from genflow.plugins import PluginManager
-from genflow.sample import fixed_noise, sample_conditions
+from genflow.sampling.driver import fixed_noise, sample_conditions
 
 STEPS = (1, 4, 16)
 GUIDANCE = (1.0, 1.5)

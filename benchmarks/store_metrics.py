@@ -16,7 +16,7 @@ import _paths  # noqa: F401  (genflow importable from a bare checkout)
 import numpy as np
 import torch
 
-from genflow.build import cache_dir
+from genflow.components.build import cache_dir
 from genflow.data.splits import holdout_store
 from genflow.data.store import LatentStore
 from genflow.eval.corrupt import add_noise, blur

@@ -12,7 +12,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from genflow import cli_numbers as numbers
+from genflow.commands import numbers as numbers
 from genflow.errors import GenflowError
 
 SELECTORS = ("objective", "derivative", "backbone", "sampler", "path")
@@ -166,7 +166,7 @@ def _run_dir_argument(args: argparse.Namespace) -> tuple[pathlib.Path | None, bo
 def _resume_config(args: argparse.Namespace, manager, run_dir: pathlib.Path):  # noqa: ANN001, ANN202
     """A resumed run trains its stored config; ``KEY=VALUE`` overrides change it (recorded in the
     run). ``--config`` and selectors are accepted only when they agree with the stored config."""
-    from genflow.runs import check_output_dir
+    from genflow.sampling.runs import check_output_dir
     from genflow.train import rundir
 
     check_output_dir(run_dir, "--resume")
@@ -208,7 +208,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         config, changed = _resume_config(args, manager, run_dir)
     else:
         config = resolve_config(args, manager)  # without --config: the demo preset
-    from genflow.check import check_start, check_writable
+    from genflow.commands.check import check_start, check_writable
 
     check_writable(run_dir or pathlib.Path("runs"), resume=resume)
     if args.dry_run:  # everything a real start checks, nothing written
@@ -332,7 +332,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 
 def cmd_model_info(args: argparse.Namespace) -> int:
-    from genflow.build import build_backbone
+    from genflow.components.build import build_backbone
     from genflow.interfaces import DataSpec
 
     manager = _manager(args)
@@ -344,7 +344,7 @@ def cmd_model_info(args: argparse.Namespace) -> int:
             raise GenflowError(f"--shape '{args.shape}': expected integers like 4,32,32") from None
         spec = DataSpec(shape=shape, num_classes=args.classes or 0)
     else:
-        from genflow.build import build_components
+        from genflow.components.build import build_components
 
         spec = build_components(config, manager).spec
     backbone = build_backbone(config, manager, spec, meta=True)
@@ -394,15 +394,15 @@ def cmd_import(args: argparse.Namespace) -> int:
 #: function)``. Their arguments are added only when the command is the one being run, so
 #: ``genflow --help`` and the light commands start fast; the module is imported when it is needed.
 HEAVY_COMMANDS: tuple[tuple[str, str, str, str, str], ...] = (
-    ("sample", "sample grids and arrays from a run", "genflow.sampling_cli", "add_sample_arguments", "run_sample"),
+    ("sample", "sample grids and arrays from a run", "genflow.commands.sample", "add_sample_arguments", "run_sample"),
     ("eval", "metrics per step count: JSON table, plot, grids", "genflow.eval.cli", "add_eval_arguments", "run_eval"),
     ("tokenizer", "train a sentencepiece tokenizer on a store's captions", "genflow.text.setup", "add_arguments",
      "run"),
     ("prepare", "write a zarr latent store from a dataset", "genflow.data.prepare", "add_arguments", "run"),
-    ("check", "check a latent store or a run folder (reads everything)", "genflow.check", "add_arguments", "run"),
-    ("new-plugin", "write a plugin package (objective or derivative) with its tests", "genflow.scaffold",
+    ("check", "check a latent store or a run folder (reads everything)", "genflow.commands.check", "add_arguments", "run"),
+    ("new-plugin", "write a plugin package (objective or derivative) with its tests", "genflow.commands.new_plugin",
      "add_arguments", "run"),
-    ("derivatives", "every derivative provider's dF/dt error, step cost and memory", "genflow.derivatives_cli",
+    ("derivatives", "every derivative provider's dF/dt error, step cost and memory", "genflow.commands.derivatives",
      "add_arguments", "run"),
 )
 #: Heavy commands without plugins: no ``-p`` options, and their run function takes no plugin manager.

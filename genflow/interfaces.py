@@ -87,7 +87,7 @@ class DataSpec:
     ``shape`` is one sample's shape: ``(D,)`` or ``(C, H, W)``. ``num_classes`` is 0 when the
     data is unlabelled. ``text`` is True when batches carry captions; ``text_dim`` is then the width
     of the text-encoder states a backbone receives in ``Condition.text`` (set by
-    ``genflow.build.build_backbone`` from the run's text encoder; 0 before).
+    ``genflow.components.build.build_backbone`` from the run's text encoder; 0 before).
     """
 
     shape: tuple[int, ...]

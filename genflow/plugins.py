@@ -21,7 +21,7 @@ hookimpl = pluggy.HookimplMarker(hookspecs.PROJECT)
 #: Plugins that ship with genflow, registered before entry points (by module name, so the core
 #: itself imports no plugin code).
 BUILTIN_PLUGINS: dict[str, str] = {
-    "genflow": "genflow.builtin",
+    "genflow": "genflow.components.builtin",
     "genflow_fm": "genflow_fm.plugin",
     "genflow_tim": "genflow_tim.plugin",
 }

@@ -21,7 +21,7 @@ from typing import Any
 import attrs
 import torch
 
-from genflow.build import cache_dir as genflow_cache_dir
+from genflow.components.build import cache_dir as genflow_cache_dir
 from genflow.errors import ConfigError, GenflowError
 from genflow.interfaces import (
     Backbone,

@@ -23,13 +23,13 @@ import attrs
 import torch
 from genflow_tim.sampler import TransitionSampler, TransitionSamplerConfig
 
-from genflow.build import cache_dir
+from genflow.components.build import cache_dir
 from genflow.eval import classifier as clf
 from genflow.eval.metrics_shapes import classifier_config, shapes_config_of
 from genflow.interfaces import DataSpec
 from genflow.plugins import PluginManager
-from genflow.runs import LoadedRun, load_run
-from genflow.sample import fixed_noise, sample_conditions
+from genflow.sampling.driver import fixed_noise, sample_conditions
+from genflow.sampling.runs import LoadedRun, load_run
 
 SCALES = (1.0, 1.5, 2.0)  # sampled size / trained size
 STEPS = (1, 2, 4, 8, 16)

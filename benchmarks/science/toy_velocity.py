@@ -21,7 +21,7 @@ import torch
 from genflow.eval.flow_map import flow_map, mixture_velocity
 from genflow.interfaces import Condition
 from genflow.plugins import PluginManager
-from genflow.runs import load_run
+from genflow.sampling.runs import load_run
 
 T_GRID = (0.05, 0.1, 0.2, 0.35, 0.5, 0.7, 0.9, 0.99)
 GAPS = (0.0, 0.01, 0.05, 0.2, 1.0)  # 1.0 = all the way to r = 0

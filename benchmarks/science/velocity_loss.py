@@ -23,7 +23,7 @@ import torch
 from common import RESULTS, metric_tables
 
 from genflow.plugins import PluginManager
-from genflow.runs import load_run
+from genflow.sampling.runs import load_run
 
 T_GRID = (0.02, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.98)
 

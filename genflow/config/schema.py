@@ -103,7 +103,7 @@ class TrainConfig:
 @attrs.frozen(kw_only=True)
 class SampleConfig:
     """Sampling settings of a run. ``steps`` and ``num``: the defaults of ``genflow sample`` (images;
-    points draw ``genflow.sampling_cli.DEFAULT_NUM_POINTS``) and the training-time sample grids;
+    points draw ``genflow.commands.sample.DEFAULT_NUM_POINTS``) and the training-time sample grids;
     ``guidance`` and ``seed``: the defaults of ``genflow sample`` and ``genflow eval`` (``eval``
     sweeps its own step counts and sample sizes, ``genflow.eval.cli``: metrics need more samples
     than a grid shows)."""

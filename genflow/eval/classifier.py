@@ -318,7 +318,7 @@ def load_or_train(config: ClassifierConfig, cache_dir: pathlib.Path, *, device: 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Train a classifier reproducibly, write weights + sidecar, print accuracy and SHA-256."""
-    from genflow.build import cache_dir
+    from genflow.components.build import cache_dir
     from genflow.data.prepare import parse_options, structure
 
     parser = argparse.ArgumentParser(prog="python -m genflow.eval.classifier", description=main.__doc__)

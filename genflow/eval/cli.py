@@ -18,15 +18,15 @@ from typing import Any
 
 import torch
 
-from genflow import cli_numbers as numbers
+from genflow.commands import numbers as numbers
+from genflow.commands.sample import DEFAULT_NUM_POINTS, add_common_arguments, parse_steps
 from genflow.errors import GenflowError
 from genflow.eval import plot, report, select
 from genflow.eval.sweep import SamplesHook, SweepSettings, context_for, evaluate, progress_bar
 from genflow.interfaces import EvalContext
 from genflow.plugins import PluginManager
-from genflow.runs import LoadedRun, check_output_dir, check_replaceable, load_run
-from genflow.sampling_cli import DEFAULT_NUM_POINTS, add_common_arguments, parse_steps
-from genflow.visualize import plot_samples
+from genflow.sampling.runs import LoadedRun, check_output_dir, check_replaceable, load_run
+from genflow.sampling.visualize import plot_samples
 
 DEFAULT_STEPS = (1, 2, 4, 8, 16, 32, 64, 128)
 DEFAULT_NUM_IMAGES = 1000

@@ -17,7 +17,7 @@ import attrs
 import torch
 from torch import Tensor
 
-from genflow.build import cache_dir
+from genflow.components.build import cache_dir
 from genflow.config.domains import non_negative, positive, text
 from genflow.data.shapes import ShapesConfig
 from genflow.errors import GenflowError

@@ -16,7 +16,7 @@ from typing import Any
 import attrs
 from torch import Tensor
 
-from genflow.build import cache_dir
+from genflow.components.build import cache_dir
 from genflow.data.dataset import StoreDataset
 from genflow.data.splits import holdout_store
 from genflow.data.store import LatentStore

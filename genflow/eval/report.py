@@ -16,7 +16,7 @@ from genflow import config as cfg
 from genflow.config.convert import unstructure
 from genflow.eval.sweep import StepResult, SweepSettings
 from genflow.interfaces import Metric
-from genflow.runs import LoadedRun
+from genflow.sampling.runs import LoadedRun
 
 FORMAT_VERSION = 1
 NOISE = ("torch.randn((num, *sample_shape), generator=torch.Generator().manual_seed(seed)), drawn on the CPU; "

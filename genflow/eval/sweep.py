@@ -13,8 +13,8 @@ from torch import Tensor
 from tqdm import tqdm
 
 from genflow.interfaces import Condition, EvalContext, EvalSamples, Metric
-from genflow.runs import LoadedRun
-from genflow.sample import fixed_noise, generate, sample_conditions, text_conditions
+from genflow.sampling.driver import fixed_noise, generate, sample_conditions, text_conditions
+from genflow.sampling.runs import LoadedRun
 
 SamplesHook = Callable[[int, Tensor], None]
 
@@ -83,7 +83,7 @@ def evaluate(run: LoadedRun, metrics: Mapping[str, Metric], settings: SweepSetti
              context: EvalContext | None = None, on_samples: SamplesHook | None = None,
              progress: bool = True, label: str = "", bar: tqdm | None = None) -> list[StepResult]:
     """Score ``run`` at every step count of ``settings``; the noise and conditions are the same for
-    every step count (``genflow.sample.fixed_noise``). ``on_samples(steps, decoded)`` sees each set.
+    every step count (``genflow.sampling.driver.fixed_noise``). ``on_samples(steps, decoded)`` sees each set.
 
     Progress: ``bar`` (shared by several runs, see :func:`progress_bar`) advances by samples x steps
     as they are drawn; without one, a bar of this run's own (unless ``progress`` is False)."""

@@ -17,7 +17,7 @@ from typing import Any
 import attrs
 from filelock import FileLock
 
-from genflow import cli_numbers as numbers
+from genflow.commands import numbers as numbers
 from genflow.config import RunConfig
 from genflow.errors import GenflowError
 from genflow.plugins import PluginManager
@@ -57,7 +57,7 @@ def resolve_tokenizer(config: RunConfig, manager: PluginManager) -> RunConfig:
     options = config.text_encoder.options
     if not attrs.has(type(options)) or "tokenizer" not in attrs.fields_dict(type(options)):
         return config
-    from genflow.build import cache_dir
+    from genflow.components.build import cache_dir
 
     selection = config.data
     dataset = manager.get("dataset", selection.name).build(selection.options, cache_dir=cache_dir())

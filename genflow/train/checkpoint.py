@@ -9,7 +9,7 @@ Layout of a run folder::
 A save writes into ``*.tmp`` and renames it once every rank has finished, so a crash mid-save
 leaves the previous complete checkpoint as the latest one. Old checkpoints are renamed to
 ``*.del.tmp`` before they are deleted, so a crash mid-delete never leaves half a checkpoint under a
-``step_N`` name. Loading never unpickles anything but plain data (:mod:`genflow.safe_load`).
+``step_N`` name. Loading never unpickles anything but plain data (:mod:`genflow.train.safe_load`).
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ import torch
 import torch.distributed.checkpoint as dcp
 from torch.distributed.checkpoint.api import CheckpointException  # a BaseException, not an Exception
 
-from genflow import safe_load
 from genflow.errors import GenflowError
+from genflow.train import safe_load
 from genflow.train.distributed import LostRankError, World, barrier, is_lost_rank
 
 CHECKPOINTS = "checkpoints"

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from genflow.interfaces import Dataset
-from genflow.sample import sample_conditions
+from genflow.sampling.driver import sample_conditions
 
 #: The metrics of the last row shown in the summary, in this order, when logged.
 SUMMARY_METRICS = ("mse_mean", "cos", "loss", "grad_norm", "lr", "samples_per_s")
@@ -58,7 +58,7 @@ def class_accuracy(dataset: Dataset, samples: dict[int, Tensor], device: torch.d
     """``{steps: accuracy}`` of class-conditioned ``samples`` (pixels in [-1, 1], conditioned on
     ``sample_conditions``' cycling labels, as the trainer draws them); empty unless the dataset is
     class-labelled single-object ``shapes``. Trains and caches the shapes classifier on first use."""
-    from genflow.build import cache_dir
+    from genflow.components.build import cache_dir
     from genflow.eval import classifier as clf
     from genflow.eval.metrics_shapes import classifier_config, shapes_config_of
 

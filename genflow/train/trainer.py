@@ -29,11 +29,12 @@ from torch.utils.checkpoint import checkpoint as recompute
 from torch.utils.flop_counter import FlopCounterMode
 
 from genflow import config as cfg
-from genflow.build import Components, build_backbone, build_components, materialize
+from genflow.components.build import Components, build_backbone, build_components, materialize
 from genflow.errors import GenflowError
 from genflow.interfaces import Backbone, Batch
 from genflow.plugins import PluginManager
-from genflow.sample import generate, preview_conditions
+from genflow.sampling.driver import generate, preview_conditions
+from genflow.sampling.visualize import plot_samples
 from genflow.train import checkpoint
 from genflow.train.distributed import World, all_reduce_mean, barrier, broadcast_from_main, init_world, shard
 from genflow.train.ema import EMA, local_shard
@@ -41,7 +42,6 @@ from genflow.train.logger import RunLogger
 from genflow.train.schedule import lr_lambda
 from genflow.train.signals import StopRequest
 from genflow.train.summary import TrainSummary, class_accuracy, format_summary, write_summary
-from genflow.visualize import plot_samples
 
 RESOLVED_CONFIG = "config.toml"
 TRAINER_STATE = "trainer.json"
@@ -248,7 +248,7 @@ class Trainer:
         path = self.run_dir / "model.pt"
         if not path.is_file():
             return
-        from genflow import safe_load
+        from genflow.train import safe_load
 
         payload = safe_load.load_weights(path)
         weights = payload.get("model") if isinstance(payload, dict) else None
@@ -513,7 +513,7 @@ class Trainer:
         ``sample.steps`` (EMA weights, the same noise and classes at every step)."""
         if not self.components.spec.is_image or not self.world.is_main:
             return
-        from genflow.visualize import image_grid
+        from genflow.sampling.visualize import image_grid
 
         for steps, x in samples.items():
             self.logger.image(f"samples/{steps}_steps", self.step, image_grid(x))

@@ -30,10 +30,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from genflow.components.nn import TimestepEmbedder
 from genflow.config.domains import non_negative, positive
 from genflow.errors import ConfigError
 from genflow.interfaces import Backbone, Condition, DataSpec
-from genflow.nn import TimestepEmbedder
 from genflow_tim.cross_attention import CaptionEmbedder, GatedCrossAttention, TextCrossAttention, TextPooling
 from genflow_tim.layers import (
     AffineLayerNorm,
@@ -452,7 +452,7 @@ def _check_arch(arch: Preset, spec: DataSpec) -> None:
         raise ConfigError(f"backbone 'tim-dit' needs image data (C, H, W), got a sample shape {spec.shape}; for points use --backbone mlp")
     if spec.text and spec.text_dim < 1:
         raise ConfigError("backbone 'tim-dit' with captions needs the text encoder's width (DataSpec.text_dim); "
-                          "build it through genflow.build.build_backbone")
+                          "build it through genflow.components.build.build_backbone")
     if arch.hidden_size % arch.heads or (arch.hidden_size // arch.heads) % 4:
         raise ConfigError(f"backbone 'tim-dit': hidden_size {arch.hidden_size} must split into {arch.heads} "
                           "heads of a size divisible by 4 (2D RoPE)")

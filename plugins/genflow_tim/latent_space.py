@@ -60,7 +60,7 @@ class LatentSpace(Dataset):
 
     @property
     def text_fn(self) -> Any:
-        """``captions -> (text, text_mask)`` of the run's text encoder (set by ``genflow.build``)."""
+        """``captions -> (text, text_mask)`` of the run's text encoder (set by ``genflow.components.build``)."""
         return self._text_fn
 
     @text_fn.setter

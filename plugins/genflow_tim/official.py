@@ -288,7 +288,7 @@ def read_safetensors(path: pathlib.Path) -> dict[str, Tensor]:
 def read_state_dict(path: pathlib.Path) -> dict[str, Tensor]:
     """The released weights: ``.safetensors`` (C2I) or a torch state dict (T2I ``.bin``, loaded with
     ``weights_only``)."""
-    from genflow import safe_load
+    from genflow.train import safe_load
 
     if not path.is_file():
         raise GenflowError(f"'{path}' is not a file; pass the downloaded official weights (.safetensors or .bin)")
@@ -322,7 +322,7 @@ def official_manifest(model: OfficialModel) -> dict[str, tuple[int, ...]]:
 def read_null_caption(path: pathlib.Path | None, model: OfficialModel) -> Tensor:
     """The official null caption: Gemma's states of the empty prompt, ``(max_length, cap_dim)`` (a
     leading 1 allowed), from a ``.safetensors`` file with one tensor or a torch file holding a tensor."""
-    from genflow import safe_load
+    from genflow.train import safe_load
 
     expected = (model.max_length, model.cap_dim)
     if path is None:
@@ -369,7 +369,7 @@ def run_config_raw(preset: str, model: OfficialModel) -> dict[str, object]:
 
 
 def _check_out(out: pathlib.Path) -> None:
-    from genflow.runs import check_output_dir
+    from genflow.sampling.runs import check_output_dir
 
     check_output_dir(out, "--out")
     if out.exists() and any(out.iterdir()):
@@ -383,7 +383,7 @@ def import_official(file: pathlib.Path, preset: str, out: pathlib.Path, manager:
     ``genflow train --resume`` (fine-tuning, with ``data.url``) accept. A text-to-image model also
     needs ``null_caption`` (``--null-caption FILE``, :func:`read_null_caption`)."""
     from genflow import config as cfg
-    from genflow.build import build_backbone, build_components
+    from genflow.components.build import build_backbone, build_components
     from genflow.plugins import PluginManager
     from genflow.train import checkpoint
 

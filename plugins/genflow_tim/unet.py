@@ -18,10 +18,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from genflow.components.nn import TimestepEmbedder
 from genflow.config.domains import each, positive
 from genflow.errors import ConfigError
 from genflow.interfaces import Backbone, Condition, DataSpec
-from genflow.nn import TimestepEmbedder
 
 #: GroupNorm groups; every channel count must be divisible by it.
 GROUPS = 8
@@ -223,7 +223,7 @@ def _check(config: UNetConfig, spec: DataSpec) -> None:
         raise ConfigError(f"backbone 'unet' needs image data (C, H, W), got a sample shape {spec.shape}; for points use --backbone mlp")
     if spec.text and spec.text_dim < 1:
         raise ConfigError("backbone 'unet' with captions needs the text encoder's width (DataSpec.text_dim); "
-                          "build it through genflow.build.build_backbone")
+                          "build it through genflow.components.build.build_backbone")
     if not config.channels or any(ch <= 0 or ch % GROUPS for ch in config.channels):
         raise ConfigError(f"backbone.channels must be positive multiples of {GROUPS}, got {config.channels}")
     if config.patch < 1:

@@ -47,12 +47,12 @@ def test_toy2d_store_dry_run_opens_the_store_and_writes_nothing(tmp_path, monkey
 
 def test_unwritable_run_folder_is_found_before_training(tmp_path, monkeypatch, capsys):
     """``os.access`` is what the check asks (root may write anywhere, so the answer is simulated)."""
-    import genflow.check
+    import genflow.commands.check
 
     parent = tmp_path / "locked"
     parent.mkdir()
     real_access = os.access
-    monkeypatch.setattr(genflow.check.os, "access",
+    monkeypatch.setattr(genflow.commands.check.os, "access",
                         lambda path, mode: False if pathlib.Path(path) == parent else real_access(path, mode))
     code = main(["train", "--config", "debug", "--run-dir", str(parent / "run"), "--no-progress"])
     err = capsys.readouterr().err

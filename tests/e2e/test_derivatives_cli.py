@@ -9,7 +9,7 @@ import json
 import pytest
 
 from genflow.cli import main
-from genflow.derivative_report import relative_error
+from genflow.commands.derivative_report import relative_error
 from genflow.plugins import PluginManager
 
 

@@ -82,8 +82,8 @@ def test_eval_a_checkpoint_and_compare_two_runs(capsys, tmp_path, toy_run):
 def test_every_step_count_sees_the_same_noise_and_conditions(manager, toy_run):
     from genflow.eval.sweep import SweepSettings, evaluate
     from genflow.interfaces import EvalContext, EvalSamples, Metric
-    from genflow.runs import load_run
-    from genflow.sample import fixed_noise
+    from genflow.sampling.driver import fixed_noise
+    from genflow.sampling.runs import load_run
 
     seen: list[EvalSamples] = []
 

@@ -87,7 +87,7 @@ def test_derivatives_resolves_what_config_prints(capsys, monkeypatch, tmp_path):
     """``--data STORE`` keeps the config's backbone for data of its kind: ``derivatives`` too (it
     resolved on its own and built the store's default backbone instead)."""
     from genflow import config as cfg
-    from genflow import derivatives_cli
+    from genflow.commands import derivatives as derivatives_cli
 
     store = str(tmp_path / "shapes.zarr")
     assert main(["prepare", "--dataset", "shapes", "--out", store, "--resolution", "16", "--count", "16",

@@ -65,7 +65,7 @@ def test_eval_scores_prompts_per_step_count(capsys, text_run, tmp_path):
 
 
 def test_tokenizer_train_command(capsys, text_run, tmp_path):
-    from genflow.build import cache_dir
+    from genflow.components.build import cache_dir
 
     stores = sorted(cache_dir().glob("shapes-*.zarr"))
     out = tmp_path / "tok.model"

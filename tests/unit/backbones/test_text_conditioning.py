@@ -10,7 +10,7 @@ from genflow_tim.unet import UNetConfig, build_unet
 
 from genflow.guidance import drop_labels, has_condition, null_condition
 from genflow.interfaces import Batch, Condition, Dataset, DataSpec
-from genflow.sample import preview_conditions
+from genflow.sampling.driver import preview_conditions
 from genflow.text.conditioned import TextConditioned
 from genflow.text.encoder import TransformerTextConfig, build_transformer
 

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from genflow import cli_numbers
+from genflow.commands import numbers as cli_numbers
 from genflow.config.convert import structure
 from genflow.config.domains import domain_of, self_describing
 from genflow.config.load import parse_value

@@ -119,7 +119,7 @@ def test_a_registration_hook_that_raises_skips_only_its_plugin(fake_entry_points
 
 def test_a_factory_that_builds_the_wrong_kind_fails_in_one_line():
     from genflow import config as cfg
-    from genflow.build import build_components
+    from genflow.components.build import build_components
 
     plugin = types.ModuleType("wrong_path_mod")
 

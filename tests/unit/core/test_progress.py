@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import torch
 
-from genflow.runs import load_run
-from genflow.sample import generate
+from genflow.sampling.driver import generate
+from genflow.sampling.runs import load_run
 
 
 def test_generate_reports_every_chunk_once(finished_run, manager):

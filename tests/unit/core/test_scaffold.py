@@ -11,7 +11,7 @@ import subprocess
 import pytest
 
 from genflow.cli import main
-from genflow.scaffold import files, requirement
+from genflow.commands.new_plugin import files, requirement
 from tests.unit.core.test_examples_public_api import violations
 
 

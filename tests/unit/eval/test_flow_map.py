@@ -9,9 +9,9 @@ import pytest
 import torch
 from genflow_tim.trigflow import TrigFlowPath
 
+from genflow.components.paths import LinearPath
 from genflow.data.toy2d import GaussianMixture, Toy2D, Toy2DConfig
 from genflow.eval.flow_map import flow_map, mixture_velocity
-from genflow.paths import LinearPath
 
 
 def _variance(t: float, s: float) -> float:

@@ -10,10 +10,10 @@ import pytest
 import torch
 from torch import nn
 
+from genflow.components.paths import LinearPath
 from genflow.errors import GenflowError
 from genflow.eval.metrics_external import DinoV2FD, ExternalFeatureConfig, InceptionFID
 from genflow.interfaces import Batch, Dataset, DataSpec, EvalContext, EvalSamples
-from genflow.paths import LinearPath
 
 
 class Images(Dataset):

@@ -7,6 +7,7 @@ import statistics
 import pytest
 import torch
 
+from genflow.components.paths import LinearPath
 from genflow.data.toy2d import Toy2D, Toy2DConfig
 from genflow.eval.flow_map import flow_map, mixture_velocity
 from genflow.eval.metrics_toy import (
@@ -16,7 +17,6 @@ from genflow.eval.metrics_toy import (
     TransitionErrorConfig,
 )
 from genflow.interfaces import EvalContext, EvalSamples
-from genflow.paths import LinearPath
 
 N, SEEDS = 2000, range(4)
 

@@ -17,8 +17,8 @@ import torch
 from genflow_tim.trigflow import TrigFlowPath
 from torch import Tensor, nn
 
+from genflow.components.paths import LinearPath
 from genflow.interfaces import Backbone, Condition, ProbabilityPath, expand_like
-from genflow.paths import LinearPath
 
 
 class GaussianOracle:

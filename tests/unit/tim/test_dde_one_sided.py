@@ -7,8 +7,8 @@ import torch
 from genflow_tim.derivatives import DDE, DdeConfig, one_sided_step
 from genflow_tim.objective import TimObjective, TimObjectiveConfig
 
+from genflow.components.paths import LinearPath
 from genflow.interfaces import Batch, Condition, DataSpec, Derivative, bind
-from genflow.paths import LinearPath
 
 from .oracle import MLPBackbone
 

@@ -19,11 +19,11 @@ from genflow_tim.objective import (
 )
 from genflow_tim.trigflow import TrigFlowPath
 
+from genflow.components.paths import LinearPath
 from genflow.config.convert import structure
 from genflow.errors import ConfigError
 from genflow.interfaces import Batch, Condition, DataSpec, Derivative, bind, expand_like
 from genflow.objectives import interval_weight, transition_coefficients_dt, transition_target
-from genflow.paths import LinearPath
 from genflow.timesteps import resolution_shift
 
 from .oracle import MLPBackbone

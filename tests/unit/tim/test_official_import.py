@@ -27,7 +27,7 @@ from genflow.cli import main
 from genflow.errors import GenflowError
 from genflow.interfaces import Condition, DataSpec
 from genflow.plugins import PluginManager
-from genflow.runs import load_run
+from genflow.sampling.runs import load_run
 
 from .official_reference import official_forward
 

@@ -21,7 +21,7 @@ from genflow_tim.official import (
 from genflow.cli import main
 from genflow.interfaces import Condition, DataSpec
 from genflow.plugins import PluginManager
-from genflow.runs import load_run
+from genflow.sampling.runs import load_run
 
 from .official_reference import official_t2i_forward
 from .test_official_import import write_safetensors

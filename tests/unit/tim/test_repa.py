@@ -10,9 +10,9 @@ from genflow_tim.dit import DiT, DiTConfig
 from genflow_tim.objective import TimObjective, TimObjectiveConfig
 from genflow_tim.repa import RandomEncoder, RepresentationAlignment, alignment_loss, build_encoder
 
+from genflow.components.paths import LinearPath
 from genflow.errors import GenflowError
 from genflow.interfaces import Batch, Condition, DataSpec
-from genflow.paths import LinearPath
 
 SPEC = DataSpec(shape=(3, 16, 16), num_classes=4)
 

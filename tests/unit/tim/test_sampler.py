@@ -9,8 +9,8 @@ import torch
 from genflow_tim.sampler import TransitionSampler, TransitionSamplerConfig
 from genflow_tim.trigflow import TrigFlowPath
 
+from genflow.components.paths import LinearPath
 from genflow.interfaces import Backbone, Condition, DataSpec
-from genflow.paths import LinearPath
 from genflow.timesteps import resolution_shift, time_grid
 
 from .oracle import MLPBackbone, OracleBackbone, linear_oracle, trigflow_oracle

@@ -7,7 +7,7 @@ from torch import nn
 from torch_ema import ExponentialMovingAverage
 
 from genflow.plugins import PluginManager
-from genflow.runs import load_run
+from genflow.sampling.runs import load_run
 from genflow.train import checkpoint
 from genflow.train.distributed import World
 from genflow.train.ema import EMA

@@ -27,7 +27,7 @@ import tomllib
 import torch
 from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
 
-from genflow import safe_load
+from genflow.train import safe_load
 from tests.unit.train.helpers import HANG_S, env, final_weights, losses
 
 pytestmark = pytest.mark.slow  # a dozen training processes

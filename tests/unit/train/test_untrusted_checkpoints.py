@@ -12,9 +12,9 @@ import pytest
 import torch.distributed.checkpoint as dcp
 from torch.distributed.checkpoint.default_planner import DefaultLoadPlanner
 
-from genflow import safe_load
 from genflow.cli import main
 from genflow.errors import GenflowError
+from genflow.train import safe_load
 from tests.unit.train import crafted
 
 STEP = "checkpoints/step_00000004"

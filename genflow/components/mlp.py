@@ -6,10 +6,10 @@ from __future__ import annotations
 import attrs
 from torch import Tensor, nn
 
+from genflow.components.nn import TimestepEmbedder
 from genflow.config.domains import positive
 from genflow.errors import ConfigError
 from genflow.interfaces import Backbone, Condition, DataSpec
-from genflow.nn import TimestepEmbedder
 
 
 @attrs.frozen(kw_only=True)

@@ -3,7 +3,7 @@
 A store is opened as training opens it (metadata against arrays: dtypes, shapes, label range,
 buckets, completion, codecs), then every chunk of every array is decoded. A run folder's config is
 resolved (its data store opened), and its final weights and every checkpoint's EMA weights are
-loaded (never unpickled: see :mod:`genflow.safe_load`) and must be finite. The first problem is
+loaded (never unpickled: see :mod:`genflow.train.safe_load`) and must be finite. The first problem is
 one line and exit 2; a sound PATH prints what was checked and exits 0.
 """
 
@@ -54,7 +54,7 @@ def check_store(url: str) -> str:
 
 def check_run(run_dir: pathlib.Path, manager: PluginManager) -> list[str]:
     """Load the run's final weights and every checkpoint's EMA weights; a line per file checked."""
-    from genflow.runs import FINAL_WEIGHTS, load_run
+    from genflow.sampling.runs import FINAL_WEIGHTS, load_run
     from genflow.train.checkpoint import list_checkpoints
 
     lines = []
@@ -99,7 +99,7 @@ def check_start(config: RunConfig, manager: PluginManager) -> None:
     """What ``genflow train`` builds before its first step, built without writing: the batch split,
     the data (a store is opened and checked against its metadata), the other components and the
     backbone (on the meta device, so any size is cheap)."""
-    from genflow.build import build_backbone, build_components
+    from genflow.components.build import build_backbone, build_components
 
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     parts = world_size * config.train.grad_accumulation
@@ -115,7 +115,7 @@ def check_start(config: RunConfig, manager: PluginManager) -> None:
 
 
 def _shapes_cached(config: RunConfig) -> bool:
-    from genflow.build import cache_dir
+    from genflow.components.build import cache_dir
     from genflow.data.dataset import generator_config, shapes_store_path
 
     return (shapes_store_path(generator_config(config.data.options), cache_dir()) / "zarr.json").is_file()

@@ -1,5 +1,5 @@
 """``genflow derivatives --config X``: compare every registered derivative provider on the run's own
-model and data (``genflow.derivative_report``), as a table and, with ``--json``, a JSON file."""
+model and data (``genflow.commands.derivative_report``), as a table and, with ``--json``, a JSON file."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pathlib
 from typing import Any
 
 from genflow.errors import GenflowError
-from genflow.runs import check_output_dir
+from genflow.sampling.runs import check_output_dir
 
 COLUMNS = ("provider", "order", "uses_output", "rel_err_dF", "ratio_fm", "step_s", "saved_mib", "peak_mib", "error")
 
@@ -37,8 +37,8 @@ def _check_args(args: argparse.Namespace) -> pathlib.Path | None:
 
 
 def _setup(args: argparse.Namespace, manager, config, loaded=None):  # noqa: ANN001, ANN202
-    from genflow.build import build_backbone, build_components, build_objective, materialize
-    from genflow.derivative_report import Setup
+    from genflow.commands.derivative_report import Setup
+    from genflow.components.build import build_backbone, build_components, build_objective, materialize
     from genflow.interfaces import Batch
     from genflow.train.distributed import pick_device
 
@@ -67,7 +67,7 @@ def _setup(args: argparse.Namespace, manager, config, loaded=None):  # noqa: ANN
 
 
 def _chosen(args: argparse.Namespace, manager, config) -> list[Any]:  # noqa: ANN001
-    from genflow.derivative_report import candidates
+    from genflow.commands.derivative_report import candidates
     from genflow.errors import allowed
 
     derivative = config.selection("derivative")
@@ -91,13 +91,13 @@ def _cell(value: Any) -> str:
 def run(args: argparse.Namespace, manager) -> int:  # noqa: ANN001 (a genflow.plugins.PluginManager)
     """The ``derivatives`` command."""
     from genflow.cli import resolve_config
-    from genflow.derivative_report import report
-    from genflow.timing import table
+    from genflow.commands.derivative_report import report
+    from genflow.commands.timing import table
 
     json_path = _check_args(args)
     loaded = None
     if args.run_dir is not None:
-        from genflow.runs import load_run
+        from genflow.sampling.runs import load_run
 
         if args.config or args.overrides or any(getattr(args, slot, None) for slot in ("objective", "backbone", "data")):
             raise GenflowError("--run takes the run's own config; leave out --config, selectors and overrides")

@@ -9,12 +9,11 @@ import attrs
 import torch
 
 from genflow import config as cfg
-from genflow import safe_load
-from genflow.build import Components, build_backbone, build_components, materialize
+from genflow.components.build import Components, build_backbone, build_components, materialize
 from genflow.errors import GenflowError
 from genflow.interfaces import Backbone
 from genflow.plugins import PluginManager
-from genflow.train import checkpoint
+from genflow.train import checkpoint, safe_load
 from genflow.train.distributed import World
 from genflow.train.ema import EMA
 from genflow.train.rundir import stored_config

@@ -16,7 +16,7 @@ import string
 
 from genflow import __version__
 from genflow.errors import GenflowError
-from genflow.runs import check_output_dir
+from genflow.sampling.runs import check_output_dir
 
 KINDS = ("objective", "derivative")
 NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")

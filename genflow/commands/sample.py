@@ -16,13 +16,13 @@ import sys
 import numpy as np
 import torch
 
-from genflow import cli_numbers as numbers
+from genflow.commands import numbers as numbers
 from genflow.errors import GenflowError
 from genflow.interfaces import Condition
 from genflow.plugins import PluginManager
-from genflow.runs import LoadedRun, check_output_dir, check_replaceable, load_run
-from genflow.sample import generate, sample_conditions, text_conditions
-from genflow.visualize import plot_prompt_grid, plot_samples
+from genflow.sampling.driver import generate, sample_conditions, text_conditions
+from genflow.sampling.runs import LoadedRun, check_output_dir, check_replaceable, load_run
+from genflow.sampling.visualize import plot_prompt_grid, plot_samples
 
 #: Samples per prompt when ``--num`` is not given.
 DEFAULT_PER_PROMPT = 8

@@ -1,7 +1,7 @@
 """How every registered derivative provider does on one model and data: its ``dF/dt`` error against
 a float64 JVP, its training-step cost relative to flow matching, and the memory a step holds.
 
-``genflow derivatives --config X`` (``genflow.derivatives_cli``) prints these; the benchmarks
+``genflow derivatives --config X`` (``genflow.commands.derivatives``) prints these; the benchmarks
 (``benchmarks/derivative_accuracy.py``) use the same error measure.
 
 - Error: on rows with ``t > r`` (``t, r`` from ``genflow.objectives.ordered_times`` with TiM's
@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from genflow import timing
+from genflow.commands import timing
 from genflow.errors import GenflowError
 from genflow.interfaces import Backbone, Batch, Condition, DataSpec, Derivative, Objective, ProbabilityPath, bind
 from genflow.objectives import ordered_times

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import pathlib
 
+from genflow.components.mlp import MLPBackbone, MLPConfig
+from genflow.components.paths import LinearPath
 from genflow.data import autoencoders
 from genflow.data.dataset_config import ShapesDatasetConfig, StoreConfig
 from genflow.data.toy2d import Toy2D, Toy2DConfig
 from genflow.eval import metrics
 from genflow.interfaces import Dataset
-from genflow.mlp import MLPBackbone, MLPConfig
-from genflow.paths import LinearPath
 from genflow.plugins import hookimpl
 from genflow.registry import Component
 

@@ -1,0 +1,1 @@
+"""The ``genflow`` subcommands beyond train: check, sample, derivatives, new-plugin, and their helpers."""
