@@ -64,13 +64,18 @@ def _rotate_pairs(x: Tensor) -> Tensor:
     return torch.stack((-x2, x1), dim=-1).reshape(*x.shape[:-2], -1)
 
 
+def _patch_tokens(state: dict[str, Tensor], x: Tensor, p: int) -> Tensor:
+    """The official patch embedding: ``(B, C, H, W) -> (B, T, D)``."""
+    tokens = F.conv2d(x, state["x_embedder.proj.weight"], state["x_embedder.proj.bias"], stride=p)
+    return tokens.flatten(2).transpose(1, 2)
+
+
 def official_forward(state: dict[str, Tensor], x: Tensor, t: Tensor, r: Tensor, y: Tensor, *, heads: int,
                      patch: int, encoder_depth: int) -> tuple[Tensor, Tensor]:
     """``(F, h_proj)`` of the official network on ``(N, C, H, W)``, all in float64."""
     B, C, H, W = x.shape
     p = patch
-    tokens = F.conv2d(x, state["x_embedder.proj.weight"], state["x_embedder.proj.bias"], stride=p)
-    tokens = tokens.flatten(2).transpose(1, 2)  # (B, T, D)
+    tokens = _patch_tokens(state, x, p)
     D = tokens.shape[-1]
     hd = D // heads
     t_embed = _timestep(state, "t_embedder", t)[:, None]
@@ -130,8 +135,7 @@ def official_t2i_forward(state: dict[str, Tensor], x: Tensor, t: Tensor, r: Tens
     """
     B, C, H, W = x.shape
     p = patch
-    tokens = F.conv2d(x, state["x_embedder.proj.weight"], state["x_embedder.proj.bias"], stride=p)
-    tokens = tokens.flatten(2).transpose(1, 2)  # (B, T, D)
+    tokens = _patch_tokens(state, x, p)
     D = tokens.shape[-1]
     hd = D // heads
     delta = _timestep(state, "delta_embedder", t - r)[:, None]

@@ -123,7 +123,8 @@ def test_padding_does_not_change_the_states_of_real_tokens(gemma_dir):
     torch.testing.assert_close(cut[mask[:, :4]], full[:, :4][mask[:, :4]], rtol=1e-6, atol=1e-6)
 
 
-def test_an_imported_t2i_run_samples_a_prompt_with_gemma(capsys, tmp_path, gemma_dir, monkeypatch):
+def import_text_run(tmp_path, gemma_dir, monkeypatch, capsys):
+    """A tiny official-layout T2I model with the gemma encoder, imported into ``tmp_path / "run"``."""
     model = attrs.evolve(TINY, cap_dim=HIDDEN, max_length=8, text_encoder="gemma", text_encoder_path=str(gemma_dir))
     monkeypatch.setitem(OFFICIAL_MODELS, "debug-text", model)
     write_safetensors(tmp_path / "tim.safetensors", random_state(model, dtype=torch.float32))
@@ -133,6 +134,11 @@ def test_an_imported_t2i_run_samples_a_prompt_with_gemma(capsys, tmp_path, gemma
     code = main(["import", "tim-official", str(tmp_path / "tim.safetensors"), "--preset", "debug-text",
                  "--out", str(run), "--null-caption", str(tmp_path / "null.pt")])
     assert code == 0, capsys.readouterr().err
+    return run
+
+
+def test_an_imported_t2i_run_samples_a_prompt_with_gemma(capsys, tmp_path, gemma_dir, monkeypatch):
+    run = import_text_run(tmp_path, gemma_dir, monkeypatch, capsys)
     weights = torch.load(run / "model.pt", weights_only=True)["model"]
     assert not any(k.startswith("text_encoder.") for k in weights)  # Gemma stays in its folder
     code = main(["sample", str(run), "--prompt", "a red circle", "--prompt", "", "--steps", "1,2", "--num", "2"])
@@ -147,14 +153,7 @@ def test_an_imported_t2i_run_fine_tunes_on_a_captioned_store(capsys, tmp_path, g
 
     store = str(tmp_path / "shapes.zarr")
     write_shapes(store, resolution=8, count=40, mode="multi")  # (3, 8, 8) with captions
-    model = attrs.evolve(TINY, cap_dim=HIDDEN, max_length=8, text_encoder="gemma", text_encoder_path=str(gemma_dir))
-    monkeypatch.setitem(OFFICIAL_MODELS, "debug-text", model)
-    write_safetensors(tmp_path / "tim.safetensors", random_state(model, dtype=torch.float32))
-    assert gemma_main(["null-caption", "--path", str(gemma_dir), "--out", str(tmp_path / "null.pt"),
-                       "--max-length", "8"]) == 0
-    run = tmp_path / "run"
-    assert main(["import", "tim-official", str(tmp_path / "tim.safetensors"), "--preset", "debug-text",
-                 "--out", str(run), "--null-caption", str(tmp_path / "null.pt")]) == 0
+    run = import_text_run(tmp_path, gemma_dir, monkeypatch, capsys)
     imported = torch.load(run / "model.pt", weights_only=True)["model"]
     code = main(["train", "--resume", "--run-dir", str(run), "--no-progress", f"data.url='{store}'", "train.steps=1",
                  "train.lr=1e-6", "train.batch_size=8", "train.checkpoint_every=0", "sample.steps=[1]", "sample.num=2"])
