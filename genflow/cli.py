@@ -166,7 +166,7 @@ def _run_dir_argument(args: argparse.Namespace) -> tuple[pathlib.Path | None, bo
 def _resume_config(args: argparse.Namespace, manager, run_dir: pathlib.Path):  # noqa: ANN001, ANN202
     """A resumed run trains its stored config; ``KEY=VALUE`` overrides change it (recorded in the
     run). ``--config`` and selectors are accepted only when they agree with the stored config."""
-    from genflow.sampling.runs import check_output_dir
+    from genflow.commands.outputs import check_output_dir
     from genflow.train import rundir
 
     check_output_dir(run_dir, "--resume")

@@ -8,8 +8,8 @@ import json
 import pathlib
 from typing import Any
 
+from genflow.commands.outputs import check_output_dir
 from genflow.errors import GenflowError
-from genflow.sampling.runs import check_output_dir
 
 COLUMNS = ("provider", "order", "uses_output", "rel_err_dF", "ratio_fm", "step_s", "saved_mib", "peak_mib", "error")
 

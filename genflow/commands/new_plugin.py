@@ -15,8 +15,8 @@ import re
 import string
 
 from genflow import __version__
+from genflow.commands.outputs import check_output_dir
 from genflow.errors import GenflowError
-from genflow.sampling.runs import check_output_dir
 
 KINDS = ("objective", "derivative")
 NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")

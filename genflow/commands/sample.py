@@ -17,11 +17,12 @@ import numpy as np
 import torch
 
 from genflow.commands import numbers as numbers
+from genflow.commands.outputs import check_output_dir, check_replaceable
 from genflow.errors import GenflowError
 from genflow.interfaces import Condition
 from genflow.plugins import PluginManager
 from genflow.sampling.driver import generate, sample_conditions, text_conditions
-from genflow.sampling.runs import LoadedRun, check_output_dir, check_replaceable, load_run
+from genflow.sampling.runs import LoadedRun, load_run
 from genflow.sampling.visualize import plot_prompt_grid, plot_samples
 
 #: Samples per prompt when ``--num`` is not given.

@@ -19,13 +19,14 @@ from typing import Any
 import torch
 
 from genflow.commands import numbers as numbers
+from genflow.commands.outputs import check_output_dir, check_replaceable
 from genflow.commands.sample import DEFAULT_NUM_POINTS, add_common_arguments, parse_steps
 from genflow.errors import GenflowError
 from genflow.eval import plot, report, select
 from genflow.eval.sweep import SamplesHook, SweepSettings, context_for, evaluate, progress_bar
 from genflow.interfaces import EvalContext
 from genflow.plugins import PluginManager
-from genflow.sampling.runs import LoadedRun, check_output_dir, check_replaceable, load_run
+from genflow.sampling.runs import LoadedRun, load_run
 from genflow.sampling.visualize import plot_samples
 
 DEFAULT_STEPS = (1, 2, 4, 8, 16, 32, 64, 128)

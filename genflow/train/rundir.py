@@ -109,7 +109,7 @@ def holds_run(run_dir: pathlib.Path) -> bool:
 
 def check_new_run_dir(run_dir: pathlib.Path) -> None:
     """A new run goes into a new or empty folder, never one that holds a run or anything else."""
-    from genflow.sampling.runs import check_output_dir
+    from genflow.commands.outputs import check_output_dir
 
     check_output_dir(run_dir, "--run-dir")
     if run_dir.is_dir() and holds_run(run_dir):

@@ -369,7 +369,7 @@ def run_config_raw(preset: str, model: OfficialModel) -> dict[str, object]:
 
 
 def _check_out(out: pathlib.Path) -> None:
-    from genflow.sampling.runs import check_output_dir
+    from genflow.commands.outputs import check_output_dir
 
     check_output_dir(out, "--out")
     if out.exists() and any(out.iterdir()):

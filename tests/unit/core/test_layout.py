@@ -1,6 +1,6 @@
 """The layout shows the architecture: the top of ``genflow/`` is the public API (plus the command's
-entry point), everything else lives in a package; no module-level import cycles in the core or in
-the built-in plugins."""
+entry point), everything else lives in a package; no import cycles (lazy imports included) in the
+core or in the built-in plugins."""
 
 from __future__ import annotations
 
@@ -30,18 +30,17 @@ def _is_type_checking(node: ast.If) -> bool:
         isinstance(node.test, ast.Attribute) and node.test.attr == "TYPE_CHECKING")
 
 
-def module_level_imports(path: pathlib.Path, known: set[str]) -> set[str]:
-    """The known modules ``path`` imports when it is imported (not inside functions or
-    ``if TYPE_CHECKING``); ``from a import b`` counts ``a.b`` when that is a module."""
+def imports(path: pathlib.Path, known: set[str]) -> set[str]:
+    """The known modules ``path`` imports anywhere (also inside functions: a lazy import only hides a
+    cycle), except under ``if TYPE_CHECKING``; ``from a import b`` counts ``a.b`` when that is a module."""
+    tree = ast.parse(path.read_text())
+    typing_only = {id(node) for block in ast.walk(tree) if isinstance(block, ast.If) and _is_type_checking(block)
+                   for statement in block.body for node in ast.walk(statement)}
     found: set[str] = set()
-    body = list(ast.parse(path.read_text()).body)
-    while body:
-        node = body.pop(0)
-        if isinstance(node, ast.If) and not _is_type_checking(node):
-            body += node.body + node.orelse
-        elif isinstance(node, ast.Try):
-            body += node.body
-        elif isinstance(node, ast.Import):
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
+        if isinstance(node, ast.Import):
             found |= {alias.name for alias in node.names if alias.name in known}
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             subs = {f"{node.module}.{alias.name}" for alias in node.names} & known
@@ -80,7 +79,7 @@ def test_the_top_level_of_genflow_is_the_public_api():
 @pytest.mark.parametrize("package", ["genflow", "plugins/genflow_tim", "plugins/genflow_fm"])
 def test_no_import_cycles(package):
     found = modules(ROOT / package)
-    graph = {name: module_level_imports(path, set(found)) - {name} for name, path in found.items()}
+    graph = {name: imports(path, set(found)) - {name} for name, path in found.items()}
     for name in graph:  # a package's __init__ runs before its modules: a module importing it is no cycle
         graph[name] = {dep for dep in graph[name] if not name.startswith(dep + ".")}
     assert cycles(graph) == []
@@ -90,8 +89,8 @@ def test_the_cycle_finder_finds_a_cycle(tmp_path):
     (tmp_path / "pkg").mkdir()
     (tmp_path / "pkg" / "__init__.py").write_text("")
     (tmp_path / "pkg" / "a.py").write_text("from pkg.b import f\n")
-    (tmp_path / "pkg" / "b.py").write_text("if True:\n    import pkg.a\n")
+    (tmp_path / "pkg" / "b.py").write_text("def g():\n    import pkg.a\n")
     (tmp_path / "pkg" / "c.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import pkg.a\n")
     found = modules(tmp_path / "pkg")
-    graph = {name: module_level_imports(path, set(found)) - {name} for name, path in found.items()}
+    graph = {name: imports(path, set(found)) - {name} for name, path in found.items()}
     assert graph["pkg.c"] == set() and cycles(graph) == [["pkg.a", "pkg.b", "pkg.a"]]
