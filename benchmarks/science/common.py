@@ -30,11 +30,14 @@ RESULTS = pathlib.Path(__file__).resolve().parents[1] / "results" / "science"
 
 
 class Variant:
-    """One trained configuration: a name, ``genflow train`` arguments and ``key=value`` overrides."""
+    """One trained configuration: a name, ``genflow train`` arguments and ``key=value`` overrides,
+    and ``eval_args`` of its own (e.g. ``--guidance``: the same trained run, sampled otherwise)."""
 
-    def __init__(self, name: str, args: Sequence[str] = (), overrides: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, name: str, args: Sequence[str] = (), overrides: Mapping[str, Any] | None = None,
+                 eval_args: Sequence[str] = ()) -> None:
         self.name, self.args = name, list(args)
         self.overrides = dict(overrides or {})
+        self.eval_args = list(eval_args)
 
     def train_argv(self, seed: int, steps: int | None) -> list[str]:
         overrides = {**self.overrides, "train.seed": seed}
@@ -168,7 +171,7 @@ def run_grid(variants: Sequence[Variant], seeds: Sequence[int], *, name: str, st
     def one(variant: Variant, seed: int) -> dict[str, Any]:
         argv = variant.train_argv(seed, steps)
         run, train_s = train(argv, workdir, index)
-        metrics = evaluate(run, eval_steps, eval_args)
+        metrics = evaluate(run, eval_steps, [*eval_args, *variant.eval_args])
         return {"variant": variant.name, "seed": seed, "args": argv, "run": str(run), "train_s": train_s,
                 "metrics": metrics}
 
