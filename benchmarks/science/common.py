@@ -158,12 +158,17 @@ def metrics_by_steps(table: Mapping[str, Any]) -> dict[str, dict[str, float]]:
     return out
 
 
+def science_dir() -> pathlib.Path:
+    """Where the experiments keep their runs (``GENFLOW_SCIENCE_DIR``, default ``runs/science``)."""
+    return pathlib.Path(os.environ.get("GENFLOW_SCIENCE_DIR", "runs/science"))
+
+
 def run_grid(variants: Sequence[Variant], seeds: Sequence[int], *, name: str, steps: int | None,
              eval_steps: Sequence[int], eval_args: Sequence[str] = (), jobs: int = 2) -> dict[str, Any]:
     """Train and evaluate every variant x seed, ``jobs`` at a time; the table is written to
     ``results/science/<name>.json`` as runs finish and returned."""
     RESULTS.mkdir(parents=True, exist_ok=True)
-    workdir = pathlib.Path(os.environ.get("GENFLOW_SCIENCE_DIR", "runs/science"))
+    workdir = science_dir()
     workdir.mkdir(parents=True, exist_ok=True)
     cache: dict[str, Any] = {"runs": {}}
     index = RunIndex(workdir)

@@ -44,14 +44,13 @@ never saw, which `genflow eval` does not do).
 from __future__ import annotations
 
 import functools
-import os
 import pathlib
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
 
 import _paths  # noqa: F401
-from common import RESULTS, Variant, metric_tables, parser, plot, run_grid
+from common import RESULTS, Variant, metric_tables, parser, plot, run_grid, science_dir
 from genflow_tim import objective as tim_objective
 
 #: Cost of a TiM step with genflow's defaults (the CPU presets' one-sided DDE, diffusion_ratio 0.7)
@@ -224,24 +223,20 @@ def class_fidelity(args: list[str]) -> Callable[[int], list[Variant]]:
     def variants(steps: int) -> list[Variant]:
         n = round(CHEAPER_STEPS["one-sided, 0.7"] * steps)
         n_target = round(n / GUIDANCE_TARGET_COST)
-        return [Variant(f"tim, defaults ({n} steps)", args, {"train.steps": n}),
-                Variant(f"tim, enhanced target ({n_target} steps)", args,
-                        {"objective.guidance_target": True, "train.steps": n_target}),
-                Variant(f"tim, enhanced target at scale 0.25 ({n_target} steps)", args,
-                        {"objective.guidance_target": True, "objective.guidance_target_scale": 0.25,
-                         "train.steps": n_target}),
-                _same_compute_fm(args, steps, CENTRAL_COST)] + [
-                Variant(f"{v.name}, guidance {w}", v.args, v.overrides, ["--guidance", str(w)])
-                for v in (Variant(f"tim, defaults ({n} steps)", args, {"train.steps": n}),
-                          _same_compute_fm(args, steps, CENTRAL_COST))
-                for w in (1.25, 1.75)]
+        tim, fm = Variant(f"tim, defaults ({n} steps)", args, {"train.steps": n}), _same_compute_fm(args, steps, CENTRAL_COST)
+        targets = [Variant(f"tim, enhanced target{label} ({n_target} steps)", args,
+                           {"objective.guidance_target": True, **scale, "train.steps": n_target})
+                   for label, scale in (("", {}), (" at scale 0.25", {"objective.guidance_target_scale": 0.25}))]
+        guided = [Variant(f"{v.name}, guidance {w}", v.args, v.overrides, ["--guidance", str(w)])
+                  for v in (tim, fm) for w in (1.25, 1.75)]
+        return [tim, *targets, fm, *guided]
 
     return variants
 
 
 def digits_store() -> str:
     """scikit-learn's digits as a store with a 20% held-out split (prepared once, in the science folder)."""
-    root = pathlib.Path(os.environ.get("GENFLOW_SCIENCE_DIR", "runs/science")).resolve()
+    root = science_dir().resolve()
     store = root / "digits8.zarr"
     if not (store / "zarr.json").exists():
         root.mkdir(parents=True, exist_ok=True)
