@@ -188,13 +188,12 @@ def _copy(state: Mapping[str, Tensor], src: str, dst: str, bias: bool = True) ->
     return {f"{dst}.weight": state[f"{src}.weight"], **({f"{dst}.bias": state[f"{src}.bias"]} if bias else {})}
 
 
-def convert_c2i(state: Mapping[str, Tensor], model: OfficialModel) -> dict[str, Tensor]:
-    """The official class-conditional state dict in ``tim-dit``'s keys (after ``check_layout``)."""
+def _convert_shared(state: Mapping[str, Tensor], model: OfficialModel) -> dict[str, Tensor]:
+    """The tensors the class-conditional and the text-to-image networks share, in ``tim-dit``'s keys."""
     out: dict[str, Tensor] = {}
     out |= _copy(state, "x_embedder.proj", "patch_embed")
     for src, dst in (("t_embedder", "phi_t"), ("delta_embedder", "phi_dt")):
         out |= _copy(state, f"{src}.mlp.0", f"{dst}.mlp.0") | _copy(state, f"{src}.mlp.2", f"{dst}.mlp.2")
-    out["class_embedding.weight"] = state["y_embedder.embedding_table.weight"]
     for i in range(model.depth):
         b = f"blocks.{i}"
         out |= _copy(state, f"{b}.attn.qkv", f"{b}.attn.qkv")
@@ -210,14 +209,17 @@ def convert_c2i(state: Mapping[str, Tensor], model: OfficialModel) -> dict[str, 
     return out
 
 
+def convert_c2i(state: Mapping[str, Tensor], model: OfficialModel) -> dict[str, Tensor]:
+    """The official class-conditional state dict in ``tim-dit``'s keys (after ``check_layout``)."""
+    return {**_convert_shared(state, model), "class_embedding.weight": state["y_embedder.embedding_table.weight"]}
+
+
 def convert_t2i(state: Mapping[str, Tensor], model: OfficialModel, null_caption: Tensor) -> dict[str, Tensor]:
     """The official text-to-image state dict in ``tim-dit``'s keys (after ``check_layout``), with
     the null caption ``(max_length, cap_dim)``: the class-conditional mapping without the class
     table, plus ``y_embedder`` -> ``caption_embedder`` (``norm``; the SwiGLU ``mlp`` fused) and per
     block ``cross_attn`` -> ``cross`` (``q``, ``kv``, ``q_norm``, ``k_norm``, ``proj``)."""
-    with_table = {**state, "y_embedder.embedding_table.weight": torch.empty(0)}
-    out = convert_c2i(with_table, model)
-    del out["class_embedding.weight"]
+    out = _convert_shared(state, model)
     out |= _copy(state, "y_embedder.norm", "caption_embedder.norm")
     out |= _fused_swiglu(state, "y_embedder.mlp", "caption_embedder.mlp")
     for i in range(model.depth):
