@@ -12,7 +12,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from genflow.commands import numbers as numbers
+from genflow.commands import numbers
 from genflow.errors import GenflowError
 
 SELECTORS = ("objective", "derivative", "backbone", "sampler", "path")

@@ -16,7 +16,7 @@ import sys
 import numpy as np
 import torch
 
-from genflow.commands import numbers as numbers
+from genflow.commands import numbers
 from genflow.commands.outputs import check_output_dir, check_replaceable
 from genflow.errors import GenflowError
 from genflow.interfaces import Condition

@@ -28,7 +28,7 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
-from genflow.commands import numbers as numbers
+from genflow.commands import numbers
 from genflow.data.imagefolder import ImageFolderConfig, ImageFolderSource
 from genflow.data.pipeline import prepare_store
 from genflow.data.shapes import ShapesConfig

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from genflow.commands import numbers as numbers
+from genflow.commands import numbers
 from genflow.commands.outputs import check_output_dir, check_replaceable
 from genflow.commands.sample import DEFAULT_NUM_POINTS, add_common_arguments, parse_steps
 from genflow.errors import GenflowError

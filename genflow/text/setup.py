@@ -17,7 +17,7 @@ from typing import Any
 import attrs
 from filelock import FileLock
 
-from genflow.commands import numbers as numbers
+from genflow.commands import numbers
 from genflow.config import RunConfig
 from genflow.errors import GenflowError
 from genflow.plugins import PluginManager
